@@ -1,0 +1,200 @@
+//! The issuer's persistence: one interface, two implementations.
+//!
+//! - [`sqlite`]: the embedded, file-backed store for the local stack and
+//!   single-machine use (SQLite in WAL mode).
+//! - [`dynamo`]: DynamoDB through the AWS SDK, for Lambda.
+//!
+//! Both give the same semantics and run the same behavioural test suite
+//! (`issuer/tests/store_suite.rs`). Every method that writes more than one
+//! record does so atomically: a failure leaves nothing half-written.
+//!
+//! Times are whole seconds since the Unix epoch, passed in by the caller.
+
+use std::future::Future;
+
+/// A user as the login path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Opaque, random, stable id (the token's `sub`).
+    pub user_id: String,
+    /// Normalised email address (unique).
+    pub email: String,
+    /// PHC string (`$argon2id$...`) or an imported bcrypt hash (`$2b$...`).
+    pub password_hash: String,
+    /// Space-separated scopes granted to the user's access tokens.
+    pub scope: String,
+    /// Consecutive failed logins since the last success.
+    pub failed_logins: u32,
+    /// Logins are refused until this time (0: not locked).
+    pub locked_until: u64,
+}
+
+/// A user to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Opaque, random id.
+    pub user_id: String,
+    /// Normalised email address.
+    pub email: String,
+    /// PHC string.
+    pub password_hash: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Creation time.
+    pub created_at: u64,
+}
+
+/// A refresh-token family: one login session and all its rotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Family {
+    /// Random id.
+    pub family_id: String,
+    /// Owner.
+    pub user_id: String,
+    /// When the login happened.
+    pub created_at: u64,
+    /// Absolute end of the session, whatever the rotations.
+    pub expires_at: u64,
+    /// Set once revoked (logout, reuse detected, logout-all).
+    pub revoked_at: Option<u64>,
+}
+
+/// A stored refresh token. Only the hash of the token is ever stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    /// SHA-256 of the token, base64url without padding.
+    pub token_hash: String,
+    /// The family it belongs to.
+    pub family_id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Issue time.
+    pub issued_at: u64,
+    /// Expiry (also the DynamoDB TTL attribute: TTL deletion is late, so
+    /// callers always compare this in code).
+    pub expires_at: u64,
+    /// Set when the token was rotated (exchanged for its successor).
+    pub used_at: Option<u64>,
+}
+
+/// A refresh token to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRefresh {
+    /// SHA-256 of the token, base64url without padding.
+    pub token_hash: String,
+    /// The family it belongs to.
+    pub family_id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Issue time.
+    pub issued_at: u64,
+    /// Expiry.
+    pub expires_at: u64,
+}
+
+/// What [`Store::rotate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The old token is now marked used (with `used_at = now`) and the new
+    /// one is stored: both, in one transaction.
+    Rotated,
+    /// The old token had already been used at this time: nothing written.
+    /// The caller decides whether this is reuse (revoke the family) or
+    /// within the grace window.
+    AlreadyUsed {
+        /// When it was first used.
+        used_at: u64,
+    },
+    /// The old token does not exist, is expired, or its family is revoked or
+    /// past its absolute lifetime: nothing written.
+    Inactive,
+}
+
+/// Store failures. `Unavailable` maps to 503 at the edge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// [`Store::create_user`]: the email address is already registered.
+    #[error("email already registered")]
+    EmailTaken,
+    /// The backend cannot be reached or refused the operation for reasons
+    /// of its own (throttling, timeout, I/O). Nothing was written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be read back (missing attribute, bad type).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// The issuer's persistence. Implementations are cheap to share (`Arc`).
+pub trait Store: Send + Sync + 'static {
+    /// Creates the user and claims the email address in one transaction
+    /// (DynamoDB: a conditional put of an email marker item beside the user).
+    ///
+    /// # Errors
+    /// [`StoreError::EmailTaken`] if the address is registered.
+    fn create_user(&self, user: &NewUser) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Finds a user by normalised email (DynamoDB: the Users table's email
+    /// GSI; a just-registered user missing from the eventually consistent
+    /// index is found through the email marker with a consistent read).
+    fn find_user_by_email(&self, email: &str) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// Reads a user by id, consistently.
+    fn get_user(&self, user_id: &str) -> impl Future<Output = Result<Option<UserRecord>, StoreError>> + Send;
+
+    /// Counts one failed login atomically and returns the new count. When
+    /// the count reaches `lock_after`, sets `locked_until` to
+    /// `now + min(2^(count - lock_after), max_lock_secs)` in the same write.
+    fn record_login_failure(
+        &self,
+        user_id: &str,
+        now: u64,
+        lock_after: u32,
+        max_lock_secs: u64,
+    ) -> impl Future<Output = Result<UserRecord, StoreError>> + Send;
+
+    /// Resets the failure count and lock after a successful login, and
+    /// replaces the password hash when `new_hash` is given (re-hash on login).
+    /// Returns `false`, writing nothing, if the user is locked at `now`
+    /// (another sandbox locked it since it was read).
+    fn record_login_success(
+        &self,
+        user_id: &str,
+        now: u64,
+        new_hash: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Creates a family with its first refresh token, atomically.
+    fn create_session(&self, family: &Family, first: &NewRefresh) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reads a refresh token and its family, consistently.
+    fn get_refresh(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<(RefreshRecord, Family)>, StoreError>> + Send;
+
+    /// Rotates: marks `old_hash` used and stores `new` in one transaction,
+    /// on the conditions that the old token exists, is unused, is not
+    /// expired at `now`, and its family is neither revoked nor past its
+    /// absolute lifetime. Of any number of concurrent calls with the same
+    /// `old_hash`, exactly one returns [`RotateOutcome::Rotated`].
+    fn rotate(
+        &self,
+        old_hash: &str,
+        new: &NewRefresh,
+        now: u64,
+    ) -> impl Future<Output = Result<RotateOutcome, StoreError>> + Send;
+
+    /// Stores one more token in an existing family without rotating anything
+    /// (the reuse grace window: a token used moments ago is presented again
+    /// by a racing tab). Returns `false`, writing nothing, if the family is
+    /// revoked or past its absolute lifetime at `now`.
+    fn add_to_family(&self, new: &NewRefresh, now: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Revokes a family (idempotent; the first revocation time is kept).
+    fn revoke_family(&self, family_id: &str, now: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Revokes every family of a user; returns how many were newly revoked.
+    fn revoke_user_families(&self, user_id: &str, now: u64) -> impl Future<Output = Result<u32, StoreError>> + Send;
+}
