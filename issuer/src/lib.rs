@@ -1,1 +1,4 @@
+//! The issuer: register, login, refresh, logout and the JWKS.
+#![warn(missing_docs)]
 
+pub mod store;

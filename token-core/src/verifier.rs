@@ -428,6 +428,25 @@ impl Verifier {
         self.refresh_locked(idx).await
     }
 
+    /// Installs a JWKS document for `issuer` directly, as if it had just
+    /// been fetched. For a process that holds the keys itself (the issuer
+    /// verifying its own tokens) and for tests. Tokens cached under keys the
+    /// document drops are invalidated as on a fetch.
+    ///
+    /// # Errors
+    /// [`FetchError::Invalid`] for an unknown issuer or a document that is
+    /// not a JWKS, [`FetchError::NoUsableKeys`] when no key is usable.
+    pub fn install_jwks(&self, issuer: &str, jwks: &[u8]) -> Result<(), FetchError> {
+        let idx = self
+            .issuers
+            .iter()
+            .position(|i| &*i.iss == issuer)
+            .ok_or_else(|| FetchError::Invalid(format!("issuer {issuer:?} is not configured")))?;
+        let parsed = parse_jwks(jwks).map_err(|e| FetchError::Invalid(e.to_string()));
+        let parsed = parsed.and_then(|p| if p.keys.is_empty() { Err(FetchError::NoUsableKeys) } else { Ok(p) });
+        self.install(idx, parsed)
+    }
+
     /// Fetches every issuer's JWKS once, concurrently. Start-up calls this
     /// before serving; failures are logged and kept for health, and the
     /// background refresh keeps trying.
@@ -522,6 +541,11 @@ impl Verifier {
         issuer.fetching.store(true, Ordering::Release);
         let result = self.fetch(issuer).await;
         issuer.fetching.store(false, Ordering::Release);
+        self.install(idx, result)
+    }
+
+    fn install(&self, idx: usize, result: Result<ParsedJwks, FetchError>) -> Result<(), FetchError> {
+        let issuer = &self.issuers[idx];
         let now = unix_now();
         let prev = issuer.state.load_full();
         match result {
