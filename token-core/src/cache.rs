@@ -66,7 +66,14 @@ impl TokenCache {
 
     /// Caches a verified token until `exp` (never past `max_ttl`). Tokens
     /// already past `exp` (accepted only through the leeway) are not cached.
-    pub fn insert(&self, digest: TokenDigest, issuer: usize, token: Arc<VerifiedToken>, key: Arc<VerifyKey>, now_s: u64) {
+    pub fn insert(
+        &self,
+        digest: TokenDigest,
+        issuer: usize,
+        token: Arc<VerifiedToken>,
+        key: Arc<VerifyKey>,
+        now_s: u64,
+    ) {
         let Some(cache) = &self.inner else { return };
         let left = token.exp.saturating_sub(now_s);
         if left == 0 {

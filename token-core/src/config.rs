@@ -45,8 +45,10 @@ impl ConfigError {
 /// flags layered over it, or a map in tests) with errors that name the
 /// variable. Empty values count as unset.
 pub struct Settings<'a> {
-    source: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    source: Box<Lookup<'a>>,
 }
+
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
 
 impl std::fmt::Debug for Settings<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,9 +93,8 @@ impl<'a> Settings<'a> {
         match self.get(var) {
             None => Ok(default),
             Some(v) => {
-                let n: u64 = v
-                    .parse()
-                    .map_err(|_| ConfigError::new(var, format!("expected a whole number, got {v:?}")))?;
+                let n: u64 =
+                    v.parse().map_err(|_| ConfigError::new(var, format!("expected a whole number, got {v:?}")))?;
                 if !range.contains(&n) {
                     return Err(ConfigError::new(
                         var,
@@ -238,12 +239,18 @@ impl VerifierConfig {
     pub fn from_settings(s: &Settings<'_>) -> Result<Self, ConfigError> {
         let issuers = match (s.get("AUTH_CONFIG_FILE"), s.get("AUTH_ISSUER")) {
             (Some(_), Some(_)) => {
-                return Err(ConfigError::new("AUTH_CONFIG_FILE", "set either AUTH_CONFIG_FILE or AUTH_ISSUER, not both"));
+                return Err(ConfigError::new(
+                    "AUTH_CONFIG_FILE",
+                    "set either AUTH_CONFIG_FILE or AUTH_ISSUER, not both",
+                ));
             }
             (Some(path), None) => {
                 for var in ["AUTH_AUDIENCE", "AUTH_JWKS_URL"] {
                     if s.get(var).is_some() {
-                        return Err(ConfigError::new(var, "not used with AUTH_CONFIG_FILE: list audiences in the file"));
+                        return Err(ConfigError::new(
+                            var,
+                            "not used with AUTH_CONFIG_FILE: list audiences in the file",
+                        ));
                     }
                 }
                 read_issuers_file(Path::new(&path))?.issuers
@@ -251,7 +258,10 @@ impl VerifierConfig {
             (None, Some(issuer)) => {
                 let audiences = s.list("AUTH_AUDIENCE");
                 if audiences.is_empty() {
-                    return Err(ConfigError::new("AUTH_AUDIENCE", "required: the audiences this service accepts, comma-separated"));
+                    return Err(ConfigError::new(
+                        "AUTH_AUDIENCE",
+                        "required: the audiences this service accepts, comma-separated",
+                    ));
                 }
                 vec![TrustedIssuer { issuer, jwks_url: s.get("AUTH_JWKS_URL"), audiences }]
             }
@@ -325,7 +335,11 @@ fn check_jwks_url(url: &str) -> Result<(), String> {
                 Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
                 None => false,
             };
-            if loopback { Ok(()) } else { Err(format!("{url:?}: keys must be fetched over https (http only for loopback)")) }
+            if loopback {
+                Ok(())
+            } else {
+                Err(format!("{url:?}: keys must be fetched over https (http only for loopback)"))
+            }
         }
         other => Err(format!("{url:?}: unsupported scheme {other:?}")),
     }

@@ -171,8 +171,8 @@ impl<'a> RawHeader<'a> {
     /// a string `kid`.
     pub fn check(self) -> Result<Header<'a>, VerifyError> {
         match &self.typ {
-            Some(Loose::Str(t))
-                if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {}
+            Some(Loose::Str(t)) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt") => {
+            }
             _ => return Err(VerifyError::InvalidType),
         }
         if self.crit {

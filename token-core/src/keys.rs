@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn unchanged_keys_keep_their_identity_across_refreshes() {
         let a = jwk(Algorithm::ES256, "a");
-        let first = parse_jwks(&jwks_of(&[a.clone()])).unwrap().keys;
+        let first = parse_jwks(&jwks_of(std::slice::from_ref(&a))).unwrap().keys;
         let second = parse_jwks(&jwks_of(&[a, jwk(Algorithm::ES256, "b")])).unwrap().keys.carry_over(Some(&first));
         assert!(second.contains(&first.keys()[0]));
         let replaced = parse_jwks(&jwks_of(&[jwk(Algorithm::ES256, "a")])).unwrap().keys.carry_over(Some(&first));

@@ -256,11 +256,7 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, VerifyError> {
         match self.check(token, unix_now()) {
             Err((e @ (VerifyError::UnknownKid | VerifyError::KeysUnavailable), Some(idx))) => {
-                if self.refetch_on_miss(idx).await {
-                    self.verify_at(token, unix_now())
-                } else {
-                    Err(e)
-                }
+                if self.refetch_on_miss(idx).await { self.verify_at(token, unix_now()) } else { Err(e) }
             }
             other => other.map_err(|(e, _)| e),
         }
@@ -554,13 +550,8 @@ impl Verifier {
                     warn!(issuer = %issuer.iss, reason = %skipped, "JWKS key skipped");
                 }
                 let set = Arc::new(parsed.keys.carry_over(prev.keys.as_deref()));
-                let removed: Vec<_> = prev
-                    .keys
-                    .iter()
-                    .flat_map(|k| k.keys())
-                    .filter(|k| !set.contains(k))
-                    .cloned()
-                    .collect();
+                let removed: Vec<_> =
+                    prev.keys.iter().flat_map(|k| k.keys()).filter(|k| !set.contains(k)).cloned().collect();
                 let added = set.keys().iter().filter(|k| !prev.keys.as_ref().is_some_and(|p| p.contains(k))).count();
                 if added > 0 || !removed.is_empty() {
                     info!(issuer = %issuer.iss, keys = set.len(), added, removed = removed.len(), "JWKS keys changed");

@@ -12,6 +12,10 @@
 
 use std::future::Future;
 
+pub mod conformance;
+pub mod dynamo;
+pub mod sqlite;
+
 /// A user as the login path needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -166,7 +170,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Creates a family with its first refresh token, atomically.
-    fn create_session(&self, family: &Family, first: &NewRefresh) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn create_session(
+        &self,
+        family: &Family,
+        first: &NewRefresh,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Reads a refresh token and its family, consistently.
     fn get_refresh(

@@ -1,0 +1,2 @@
+//! Lambda bootstrap of the issuer.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Local issuer CLI.
+fn main() {}

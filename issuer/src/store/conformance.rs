@@ -1,0 +1,1 @@
+//! The behavioural suite every [`Store`](super::Store) implementation passes.
