@@ -1,1 +1,171 @@
+//! Test kit: real local servers for tests that cross crate boundaries.
+//!
+//! - [`JwksServer`]: serves a JWKS on a loopback port, counts fetches, and can
+//!   fail, hang or serve garbage on demand.
+//! - [`tokens`]: mint tokens in the profile for tests.
+//! - [`bin_path`]: find a workspace binary built by `cargo build --bins`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use token_core::{PublicJwks, SigningKey};
+use tokio::net::TcpListener;
+
+/// How the JWKS endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 with the current key set.
+    Serve,
+    /// This status with an empty body.
+    Status(u16),
+    /// Accept the request and never answer.
+    Hang,
+    /// 200 with a body that is not JSON.
+    Garbage,
+}
+
+#[derive(Debug)]
+struct State {
+    mode: Mutex<Mode>,
+    body: Mutex<Bytes>,
+    fetches: AtomicUsize,
+}
+
+/// A JWKS endpoint on 127.0.0.1 with a fetch counter.
+#[derive(Debug)]
+pub struct JwksServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The JWKS document of these keys.
+pub fn jwks_json(keys: &[&SigningKey]) -> Vec<u8> {
+    serde_json::to_vec(&PublicJwks { keys: keys.iter().map(|k| k.public_jwk().clone()).collect() }).unwrap()
+}
+
+impl JwksServer {
+    /// Starts serving `keys` on a free loopback port.
+    pub async fn start(keys: &[&SigningKey]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State {
+            mode: Mutex::new(Mode::Serve),
+            body: Mutex::new(Bytes::from(jwks_json(keys))),
+            fetches: AtomicUsize::new(0),
+        });
+        let st = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let st = Arc::clone(&st);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let st = Arc::clone(&st);
+                        async move { Ok::<_, Infallible>(answer(&st, req.uri().path()).await) }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        JwksServer { addr, state, task }
+    }
+
+    /// `http://127.0.0.1:PORT/jwks.json`
+    pub fn url(&self) -> String {
+        format!("http://{}/jwks.json", self.addr)
+    }
+
+    /// Serves these keys from now on.
+    pub fn set_keys(&self, keys: &[&SigningKey]) {
+        *self.state.body.lock().unwrap() = Bytes::from(jwks_json(keys));
+    }
+
+    /// Changes how the endpoint answers.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    /// Requests received so far (including failed and hanging ones).
+    pub fn fetches(&self) -> usize {
+        self.state.fetches.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for JwksServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(st: &State, path: &str) -> Response<Full<Bytes>> {
+    if path != "/jwks.json" {
+        return Response::builder().status(404).body(Full::new(Bytes::new())).unwrap();
+    }
+    st.fetches.fetch_add(1, Ordering::SeqCst);
+    let mode = *st.mode.lock().unwrap();
+    match mode {
+        Mode::Serve => {
+            let body = st.body.lock().unwrap().clone();
+            Response::builder().header("content-type", "application/jwk-set+json").body(Full::new(body)).unwrap()
+        }
+        Mode::Status(code) => Response::builder().status(code).body(Full::new(Bytes::new())).unwrap(),
+        Mode::Garbage => Response::builder().body(Full::new(Bytes::from_static(b"<html>oops</html>"))).unwrap(),
+        Mode::Hang => std::future::pending().await,
+    }
+}
+
+/// Minting tokens for tests.
+pub mod tokens {
+    use serde_json::{Value, json};
+    use token_core::SigningKey;
+
+    /// Claims in the profile: `iss`, `sub`, `aud`, `exp = now + ttl`, `iat`, `jti`, `scope`.
+    pub fn claims(iss: &str, aud: &str, sub: &str, scope: &str, ttl: i64) -> Value {
+        let now = token_core::unix_now().as_secs() as i64;
+        json!({
+            "iss": iss, "sub": sub, "aud": aud, "exp": now + ttl, "iat": now,
+            "jti": format!("{sub}-{}", rand_suffix()), "scope": scope
+        })
+    }
+
+    /// Signs `claims` with `key` (header `typ: at+jwt`, `kid`).
+    pub fn sign(key: &SigningKey, claims: &Value) -> String {
+        key.sign_any(claims).unwrap()
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed) ^ (std::process::id() as u64) << 32
+    }
+}
+
+/// The path of a workspace binary (`target/<profile>/<name>`), built by
+/// `cargo build --workspace --bins` (scripts/test.sh does it first).
+///
+/// # Panics
+/// With a message saying how to build it, when it is missing.
+pub fn bin_path(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target"));
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let path = target.join(profile).join(name);
+    assert!(
+        path.exists(),
+        "binary {} is missing: build it first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}

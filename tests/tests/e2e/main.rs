@@ -1,0 +1,5 @@
+//! End-to-end tests across the crates. One test binary (each file in tests/
+//! would be another binary to link); suites are modules.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod jwks;
