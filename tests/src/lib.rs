@@ -169,3 +169,125 @@ pub fn bin_path(name: &str) -> PathBuf {
     );
     path
 }
+
+/// A server binary started for a test, killed when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    child: std::process::Child,
+    /// The address it listens on, from its `listen` log field.
+    pub addr: std::net::SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `bin` (a workspace binary) with `args` and `env` (on top of
+    /// this process's environment, with JSON logs), and waits up to 30 s for
+    /// a log line carrying a `listen` field.
+    ///
+    /// # Panics
+    /// When it exits or does not report an address in time, with its logs.
+    pub fn spawn(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(bin_path(bin));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && let Some(addr) = v.get("listen").and_then(|a| a.as_str()).and_then(|a| a.parse().ok())
+                {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(addr) => Proc { child, addr, logs },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                panic!(
+                    "{bin} did not report a listen address (exit: {status:?}); logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        }
+    }
+
+    /// `http://ADDR{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_timeout(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `bin` to completion with `env` and returns (exit code, stderr).
+pub fn run_to_exit(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(bin_path(bin));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}

@@ -1,0 +1,295 @@
+//! The sidecar's answers: a plain async function from a request head to a
+//! response. No socket in here, so tests call it directly and the dev stack
+//! can mount it anywhere.
+//!
+//! Compatible with:
+//! - nginx `auth_request` (2xx allows, 401/403 deny; any other status is a 500
+//!   at nginx, which is why a malformed `Authorization` header gets 401 with
+//!   `error="invalid_request"` rather than 400);
+//! - Envoy `ext_authz` (HTTP service; `/verify` and `/verify/<original path>`,
+//!   any method; allowed headers `x-auth-*`);
+//! - Traefik `forwardAuth` (`authResponseHeaders: X-Auth-Subject, ...`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use token_core::{Decision, VerifiedToken, Verifier, VerifyError, unix_now};
+use tracing::debug;
+
+/// Response body type.
+pub type Body = Full<Bytes>;
+
+/// Response header: the token's `sub`.
+pub const X_AUTH_SUBJECT: &str = "x-auth-subject";
+/// Response header: the token's `scope`.
+pub const X_AUTH_SCOPE: &str = "x-auth-scope";
+/// Response header: the token's `client_id`, when present.
+pub const X_AUTH_CLIENT_ID: &str = "x-auth-client-id";
+
+/// The sidecar's state: the shared verifier.
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    verifier: Arc<Verifier>,
+    request_timeout: Duration,
+}
+
+/// What the `Authorization` header held.
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials<'a> {
+    Bearer(&'a str),
+    /// No header, or another scheme: answer with a bare challenge (RFC 6750 3.1).
+    Missing,
+    /// A Bearer header that is not one: several headers, no token, bad characters.
+    Malformed,
+}
+
+fn bearer(headers: &HeaderMap) -> Credentials<'_> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Credentials::Missing };
+    if values.next().is_some() {
+        return Credentials::Malformed;
+    }
+    let Ok(value) = value.to_str() else { return Credentials::Malformed };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Credentials::Missing;
+    }
+    let token = rest.trim_start_matches(' ');
+    // RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body = token.trim_end_matches('=');
+    let valid = !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
+    if valid { Credentials::Bearer(token) } else { Credentials::Malformed }
+}
+
+/// The scopes asked for with `?scope=a+b` (repeatable).
+fn required_scopes(query: Option<&str>) -> Vec<String> {
+    let Some(q) = query else { return Vec::new() };
+    let mut out = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+        if k == "scope" {
+            out.extend(v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned));
+        }
+    }
+    out
+}
+
+fn json_error(status: StatusCode, error: &str, description: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": error, "error_description": description });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn challenge(resp: &mut Response<Body>, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+    } else {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+impl Sidecar {
+    /// A sidecar over a verifier that is already warmed up (or warming).
+    pub fn new(verifier: Arc<Verifier>, request_timeout: Duration) -> Self {
+        Sidecar { verifier, request_timeout }
+    }
+
+    /// The shared verifier.
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    /// Answers one request within the request timeout (503 past it: only a
+    /// JWKS refetch can take that long, and that is not the client's fault).
+    pub async fn handle<B>(&self, req: &Request<B>) -> Response<Body> {
+        match tokio::time::timeout(self.request_timeout, self.route(req)).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "timed out");
+                r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        }
+    }
+
+    async fn route<B>(&self, req: &Request<B>) -> Response<Body> {
+        let path = req.uri().path();
+        if path == "/verify" || path.starts_with("/verify/") {
+            return self.verify(req).await;
+        }
+        match path {
+            "/healthz" => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            "/readyz" => self.ready(),
+            "/metrics" => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.verifier.render_prometheus(unix_now()),
+            ),
+            _ => json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+        }
+    }
+
+    fn ready(&self) -> Response<Body> {
+        let health = self.verifier.health(unix_now());
+        let issuers: Vec<_> = health
+            .issuers
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "issuer": h.issuer,
+                    "keys": h.keys,
+                    "age_seconds": h.age.map(|a| a.as_secs()),
+                    "usable": h.usable,
+                    "stale": h.stale,
+                    "consecutive_failures": h.consecutive_failures,
+                    "last_error": h.last_error,
+                })
+            })
+            .collect();
+        let ready = health.ready();
+        let body = serde_json::json!({ "ready": ready, "issuers": issuers }).to_string();
+        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        text(status, "application/json", body)
+    }
+
+    async fn verify<B>(&self, req: &Request<B>) -> Response<Body> {
+        let metrics = self.verifier.metrics();
+        let token = match bearer(req.headers()) {
+            Credentials::Bearer(t) => t,
+            Credentials::Missing => {
+                metrics.record(Decision::MissingToken);
+                let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required");
+                challenge(&mut r, "Bearer".into());
+                return r;
+            }
+            Credentials::Malformed => {
+                metrics.record(Decision::InvalidRequest);
+                let mut r = json_error(StatusCode::UNAUTHORIZED, "invalid_request", "malformed Authorization header");
+                challenge(&mut r, r#"Bearer error="invalid_request""#.into());
+                return r;
+            }
+        };
+        let token = match self.verifier.verify(token).await {
+            Ok(t) => t,
+            Err(e) => return self.rejected(e),
+        };
+        let required = required_scopes(req.uri().query());
+        if !token.has_scopes(required.iter().map(String::as_str)) {
+            metrics.record(Decision::InsufficientScope);
+            debug!(sub = token.sub(), "insufficient scope");
+            let scope = required.join(" ");
+            let mut r = json_error(StatusCode::FORBIDDEN, "insufficient_scope", "the token lacks a required scope");
+            challenge(&mut r, format!(r#"Bearer error="insufficient_scope", scope="{scope}""#));
+            return r;
+        }
+        match allowed(&token) {
+            Some(r) => {
+                metrics.record(Decision::Allow);
+                r
+            }
+            None => {
+                // A valid token whose sub or scope cannot travel in a header:
+                // refuse rather than forward a request without an identity.
+                metrics.record(Decision::Rejected(VerifyError::Malformed));
+                let mut r = json_error(StatusCode::UNAUTHORIZED, "invalid_token", "claims not representable");
+                challenge(&mut r, r#"Bearer error="invalid_token""#.into());
+                r
+            }
+        }
+    }
+
+    fn rejected(&self, e: VerifyError) -> Response<Body> {
+        self.verifier.metrics().record(Decision::Rejected(e));
+        debug!(reason = e.reason(), "token rejected");
+        if e.is_server_side() {
+            let mut r =
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "signing keys unavailable");
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
+        let description = e.to_string();
+        let mut r = json_error(StatusCode::UNAUTHORIZED, "invalid_token", &description);
+        challenge(&mut r, format!(r#"Bearer error="invalid_token", error_description="{description}""#));
+        r
+    }
+}
+
+fn allowed(token: &VerifiedToken) -> Option<Response<Body>> {
+    let mut resp = Response::new(Full::new(token.claims_json().clone()));
+    let h = resp.headers_mut();
+    h.insert(X_AUTH_SUBJECT, HeaderValue::from_str(token.sub()).ok()?);
+    h.insert(X_AUTH_SCOPE, HeaderValue::from_str(token.scope()).ok()?);
+    if let Some(c) = token.client_id() {
+        h.insert(X_AUTH_CLIENT_ID, HeaderValue::from_str(c).ok()?);
+    }
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Some(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer a.b.c", "bearer a.b.c", "BEARER a.b.c", "Bearer   a.b.c"] {
+            assert_eq!(bearer(&headers(&[v])), Credentials::Bearer("a.b.c"), "{v}");
+        }
+    }
+
+    #[test]
+    fn missing_or_other_scheme_gets_a_bare_challenge() {
+        assert_eq!(bearer(&headers(&[])), Credentials::Missing);
+        assert_eq!(bearer(&headers(&["Basic dXNlcjpwYXNz"])), Credentials::Missing);
+        assert_eq!(bearer(&headers(&["Bearerx a.b.c"])), Credentials::Missing);
+    }
+
+    #[test]
+    fn malformed_bearer_headers() {
+        for v in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b", "Bearer ==", "Bearer a\"b"] {
+            assert_eq!(bearer(&headers(&[v])), Credentials::Malformed, "{v:?}");
+        }
+        assert_eq!(bearer(&headers(&["Bearer a.b.c", "Bearer d.e.f"])), Credentials::Malformed);
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap());
+        assert_eq!(bearer(&h), Credentials::Malformed);
+    }
+
+    #[test]
+    fn token68_padding_is_allowed() {
+        assert_eq!(bearer(&headers(&["Bearer abc=="])), Credentials::Bearer("abc=="));
+    }
+
+    #[test]
+    fn scopes_from_the_query() {
+        assert!(required_scopes(None).is_empty());
+        assert_eq!(required_scopes(Some("scope=a+b")), vec!["a", "b"]);
+        assert_eq!(required_scopes(Some("scope=a%20b&x=1&scope=c")), vec!["a", "b", "c"]);
+        assert_eq!(required_scopes(Some("scope=")), Vec::<String>::new());
+        assert_eq!(required_scopes(Some("scope=pets%3Aread")), vec!["pets:read"]);
+    }
+}
