@@ -1,0 +1,334 @@
+"""Offline checks of infra/template.yaml beyond what cfn-lint sees. Used by infra/check.sh.
+
+    python3 infra/check_template.py translate TEMPLATE OUT.json
+    python3 infra/check_template.py invariants TEMPLATE OUT.json
+
+`translate` applies the SAM transform (aws-sam-translator, as CloudFormation
+does on deploy) and writes plain CloudFormation. cfn-lint applies the same
+transform itself, but first blanks the DefinitionBody of every
+AWS::Serverless::Api (cfnlint/template/transforms/_sam.py), so references,
+Fn::Sub strings and dependency cycles inside the REST API's OpenAPI body go
+unchecked there. check.sh lints this output a second time to cover them.
+
+`invariants` checks the security and design contracts of the translated
+template: which routes are public, the authorizer cache TTL against the token
+lifetime, the IAM actions each function gets, the Rust function packaging and
+environment, and the DynamoDB layout of docs/DESIGN.md. Each failure prints one
+line starting with `INVARIANT:`; the exit code is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+# --- the contracts ----------------------------------------------------------
+
+# The issuer's routes are the only public ones (issue 4; docs/DESIGN.md).
+PUBLIC_ROUTES = {
+    ("/register", "post"),
+    ("/register", "options"),
+    ("/login", "post"),
+    ("/login", "options"),
+    ("/refresh", "post"),
+    ("/refresh", "options"),
+    ("/logout", "post"),
+    ("/logout", "options"),
+    ("/logout-all", "post"),
+    ("/logout-all", "options"),
+    ("/.well-known/jwks.json", "get"),
+    ("/.well-known/openid-configuration", "get"),
+}
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "x-amazon-apigateway-any-method"}
+
+ACCESS_TOKEN_TTL_SECS = 900  # ISSUER_ACCESS_TTL_SECS
+MAX_AUTHORIZER_CACHE_TTL = ACCESS_TOKEN_TTL_SECS // 3
+
+ISSUER_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:Query",
+    "secretsmanager:GetSecretValue",
+    "kms:Decrypt",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+}
+AUTHORIZER_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+RUST_FUNCTIONS = {
+    # logical id: (binary, required environment)
+    "IssuerFunction": (
+        "issuer-lambda",
+        {
+            "ISSUER_URL",
+            "ISSUER_AUDIENCE",
+            "ISSUER_STORE",
+            "ISSUER_USERS_TABLE",
+            "ISSUER_REFRESH_TABLE",
+            "ISSUER_SIGNING_KEY_SECRET_ARN",
+            "ISSUER_ACCESS_TTL_SECS",
+        },
+    ),
+    "AuthorizerFunction": ("authorizer", {"AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL", "AUTH_ROUTE_SCOPES"}),
+}
+
+TABLES = {
+    # logical id: (GSI name, GSI key, projection type, projected attributes, TTL attribute)
+    "UsersTable": (
+        "email-index",
+        "email",
+        "INCLUDE",
+        {"userId", "passwordHash", "scope", "failedLogins", "lockedUntil"},
+        None,
+    ),
+    "RefreshTokensTable": ("family-user-index", "familyUser", "KEYS_ONLY", set(), "expiresAt"),
+}
+
+
+# --- translate ----------------------------------------------------------------
+
+
+def load_source(path: str) -> dict[str, Any]:
+    from cfnlint.decode import decode
+
+    template, matches = decode(path)
+    if matches or template is None:
+        for m in matches:
+            print(m, file=sys.stderr)
+        raise SystemExit(f"{path}: cannot be parsed")
+    # cfn-lint's node types carry line marks; plain JSON types for the translator.
+    return json.loads(json.dumps(template))
+
+
+def translate(path: str) -> dict[str, Any]:
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    from cfnlint.data import Serverless
+    from cfnlint.helpers import load_resource
+    from samtranslator.parser.parser import Parser
+    from samtranslator.public.exceptions import InvalidDocumentException
+    from samtranslator.translator.translator import Translator
+
+    template = load_source(path)
+    # The translator wants S3 locations; local build paths (CodeUri: ..) are
+    # what `sam build` replaces. DefinitionBody is kept as written.
+    for resource in template.get("Resources", {}).values():
+        props = resource.get("Properties") or {}
+        if resource.get("Type") == "AWS::Serverless::Function" and isinstance(props.get("CodeUri"), str):
+            props["CodeUri"] = "s3://placeholder-bucket/placeholder.zip"
+    translator = Translator(managed_policy_map=load_resource(Serverless, "ManagedPolicies.json"), sam_parser=Parser())
+    try:
+        return translator.translate(sam_template=template, parameter_values={}, passthrough_metadata=True)
+    except InvalidDocumentException as e:
+        for cause in e.causes:
+            print(f"SAM transform: {cause.message}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+# --- invariants ---------------------------------------------------------------
+
+
+class Checker:
+    def __init__(self, source: dict[str, Any], out: dict[str, Any]) -> None:
+        self.source = source
+        self.out = out
+        self.res = out.get("Resources", {})
+        self.failures: list[str] = []
+
+    def fail(self, msg: str) -> None:
+        self.failures.append(msg)
+
+    def resource(self, logical_id: str, rtype: str) -> dict[str, Any]:
+        r = self.res.get(logical_id)
+        if not r or r.get("Type") != rtype:
+            self.fail(f"{logical_id}: expected a {rtype}")
+            return {}
+        return r
+
+    def routes(self) -> None:
+        apis = {k: r for k, r in self.res.items() if r.get("Type") == "AWS::ApiGateway::RestApi"}
+        if not apis:
+            self.fail("no REST API in the template")
+        for api_id, api in apis.items():
+            body = api.get("Properties", {}).get("Body") or {}
+            authorizers = {
+                name
+                for name, d in (body.get("securityDefinitions") or {}).items()
+                if isinstance(d, dict) and "x-amazon-apigateway-authorizer" in d
+            }
+            seen_public = set()
+            for path, item in (body.get("paths") or {}).items():
+                for method, op in item.items():
+                    if method not in HTTP_METHODS:
+                        continue
+                    security = op.get("security") or []
+                    names = {n for entry in security for n in entry}
+                    if (path, method) in PUBLIC_ROUTES:
+                        seen_public.add((path, method))
+                        if names:
+                            self.fail(f"{api_id}: {method.upper()} {path} is an issuer route and must stay public")
+                        uri = json.dumps(op.get("x-amazon-apigateway-integration", {}).get("uri"))
+                        if "-issuer:live/invocations" not in uri:
+                            self.fail(f"{api_id}: {method.upper()} {path} must go to the issuer's live alias")
+                    elif not names & authorizers:
+                        self.fail(
+                            f"{api_id}: {method.upper()} {path} is not an issuer route and has no Lambda authorizer"
+                            " (add `security: [{TokenAuthorizer: []}]`)"
+                        )
+            for path, method in sorted(PUBLIC_ROUTES - seen_public):
+                self.fail(f"{api_id}: issuer route {method.upper()} {path} is missing")
+            for name in authorizers:
+                a = body["securityDefinitions"][name]["x-amazon-apigateway-authorizer"]
+                self.cache_ttl(f"{api_id} authorizer {name}", a.get("authorizerResultTtlInSeconds"))
+                if a.get("type") == "token" and body["securityDefinitions"][name].get("name") != "Authorization":
+                    self.fail(f"{api_id} authorizer {name}: identity source must be the Authorization header")
+        for api_id, api in self.res.items():
+            if api.get("Type") != "AWS::ApiGatewayV2::Api":
+                continue
+            schemes = api.get("Properties", {}).get("Body", {}).get("components", {}).get("securitySchemes", {})
+            for name, s in schemes.items():
+                a = s.get("x-amazon-apigateway-authorizer", {})
+                self.cache_ttl(f"{api_id} authorizer {name}", a.get("authorizerResultTtlInSeconds"))
+
+    def cache_ttl_parameter(self) -> None:
+        param = self.source.get("Parameters", {}).get("AuthorizerCacheTtl")
+        if not param:
+            self.fail("parameter AuthorizerCacheTtl is missing")
+            return
+        if "MaxValue" not in param:
+            self.fail("parameter AuthorizerCacheTtl needs a MaxValue")
+        else:
+            self.cache_ttl("parameter AuthorizerCacheTtl (MaxValue)", param["MaxValue"])
+        self.cache_ttl("parameter AuthorizerCacheTtl (Default)", param.get("Default"))
+
+    def cache_ttl(self, where: str, ttl: Any) -> None:
+        if ttl == {"Ref": "AuthorizerCacheTtl"}:
+            return  # bounded by the parameter's MaxValue, checked above
+        try:
+            value = int(ttl)
+        except (TypeError, ValueError):
+            self.fail(f"{where}: cache TTL {ttl!r} is neither a number nor the AuthorizerCacheTtl parameter")
+            return
+        if value > MAX_AUTHORIZER_CACHE_TTL:
+            self.fail(
+                f"{where}: authorizer cache TTL may reach {value} s; it must stay at most"
+                f" {MAX_AUTHORIZER_CACHE_TTL} s, well below the {ACCESS_TOKEN_TTL_SECS} s token lifetime"
+            )
+
+    def policies(self, role_id: str, allowed: set[str]) -> None:
+        role = self.resource(role_id, "AWS::IAM::Role")
+        for policy in role.get("Properties", {}).get("Policies", []):
+            for st in self.statements(policy.get("PolicyDocument", {})):
+                if st.get("Effect") != "Allow":
+                    continue
+                actions = st.get("Action", [])
+                actions = [actions] if isinstance(actions, str) else actions
+                for action in actions:
+                    if action not in allowed:
+                        self.fail(f"{role_id}: action {action} is not in its allowlist")
+                resources = st.get("Resource", [])
+                resources = [resources] if not isinstance(resources, list) else resources
+                if any(r == "*" for r in resources):
+                    self.fail(f"{role_id}: Resource '*' in policy {policy.get('PolicyName')}")
+        managed = json.dumps(role.get("Properties", {}).get("ManagedPolicyArns", []))
+        for arn in ("AdministratorAccess", "AmazonDynamoDBFullAccess", "SecretsManagerReadWrite", "PowerUser"):
+            if arn in managed:
+                self.fail(f"{role_id}: broad managed policy {arn}")
+
+    @staticmethod
+    def statements(doc: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for st in doc.get("Statement", []):
+            if isinstance(st, dict) and list(st) == ["Fn::If"]:
+                out += [b for b in st["Fn::If"][1:] if isinstance(b, dict) and "Effect" in b]
+            elif isinstance(st, dict):
+                out.append(st)
+        return out
+
+    def functions(self) -> None:
+        src = self.source.get("Resources", {})
+        for fid, (binary, env) in RUST_FUNCTIONS.items():
+            f = src.get(fid, {})
+            props = f.get("Properties", {})
+            meta = f.get("Metadata", {})
+            if meta.get("BuildMethod") != "rust-cargolambda" or meta.get("BuildProperties", {}).get("Binary") != binary:
+                self.fail(f"{fid}: Metadata must be BuildMethod rust-cargolambda, BuildProperties.Binary {binary}")
+            for key, want in (("Runtime", "provided.al2023"), ("Handler", "bootstrap"), ("CodeUri", "..")):
+                if props.get(key) != want:
+                    self.fail(f"{fid}: {key} must be {want!r}, is {props.get(key)!r}")
+            lam = self.resource(fid, "AWS::Lambda::Function").get("Properties", {})
+            if lam.get("Architectures") != ["arm64"]:
+                self.fail(f"{fid}: Architectures must be [arm64]")
+            missing = env - set(lam.get("Environment", {}).get("Variables", {}))
+            if missing:
+                self.fail(f"{fid}: environment lacks {sorted(missing)}")
+            if not any(
+                r.get("Type") == "AWS::Lambda::Alias" and r["Properties"].get("FunctionName") == {"Ref": fid}
+                for r in self.res.values()
+            ):
+                self.fail(f"{fid}: no alias (AutoPublishAlias) for provisioned concurrency")
+        ttl = self.res.get("IssuerFunction", {}).get("Properties", {}).get("Environment", {}).get("Variables", {})
+        if str(ttl.get("ISSUER_ACCESS_TTL_SECS")) != str(ACCESS_TOKEN_TTL_SECS):
+            self.fail(f"IssuerFunction: ISSUER_ACCESS_TTL_SECS must be {ACCESS_TOKEN_TTL_SECS} (the cache TTL rule assumes it)")
+
+    def tables(self) -> None:
+        for tid, (index, key, projection, attrs, ttl_attr) in TABLES.items():
+            t = self.resource(tid, "AWS::DynamoDB::Table")
+            p = t.get("Properties", {})
+            if t.get("DeletionPolicy") != "Retain" or t.get("UpdateReplacePolicy") != "Retain":
+                self.fail(f"{tid}: DeletionPolicy and UpdateReplacePolicy must be Retain")
+            if p.get("KeySchema") != [{"AttributeName": "pk", "KeyType": "HASH"}]:
+                self.fail(f"{tid}: key must be pk (HASH)")
+            if p.get("BillingMode") != "PAY_PER_REQUEST":
+                self.fail(f"{tid}: BillingMode must be PAY_PER_REQUEST")
+            if p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled") is not True:
+                self.fail(f"{tid}: point-in-time recovery must be on")
+            if p.get("SSESpecification", {}).get("SSEEnabled") is not True:
+                self.fail(f"{tid}: SSE must be on")
+            gsis = {g["IndexName"]: g for g in p.get("GlobalSecondaryIndexes", [])}
+            g = gsis.get(index)
+            if not g:
+                self.fail(f"{tid}: GSI {index} missing")
+            else:
+                if g.get("KeySchema") != [{"AttributeName": key, "KeyType": "HASH"}]:
+                    self.fail(f"{tid}: GSI {index} key must be {key} (HASH)")
+                proj = g.get("Projection", {})
+                if proj.get("ProjectionType") != projection or set(proj.get("NonKeyAttributes", [])) != attrs:
+                    self.fail(f"{tid}: GSI {index} must project {projection} {sorted(attrs)}")
+            ttl = p.get("TimeToLiveSpecification")
+            if ttl_attr and ttl != {"AttributeName": ttl_attr, "Enabled": True}:
+                self.fail(f"{tid}: TTL must be on {ttl_attr}")
+
+    def run(self) -> list[str]:
+        self.cache_ttl_parameter()
+        self.routes()
+        self.policies("IssuerRole", ISSUER_ACTIONS)
+        self.policies("AuthorizerRole", AUTHORIZER_ACTIONS)
+        self.functions()
+        self.tables()
+        return self.failures
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 4 or argv[1] not in ("translate", "invariants"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    _, cmd, template, out_path = argv
+    if cmd == "translate":
+        out = translate(template)
+        with open(out_path, "w", encoding="utf-8") as f:
+            json.dump(out, f, indent=1)
+        return 0
+    with open(out_path, encoding="utf-8") as f:
+        out = json.load(f)
+    failures = Checker(load_source(template), out).run()
+    for msg in failures:
+        print(f"INVARIANT: {msg}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
