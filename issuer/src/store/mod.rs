@@ -16,6 +16,34 @@ pub mod conformance;
 pub mod dynamo;
 pub mod sqlite;
 
+/// Consecutive failures after which an account locks (as Amazon Cognito).
+pub const LOCK_AFTER: u32 = 5;
+
+/// The longest lock: 15 minutes.
+pub const MAX_LOCK_SECS: u64 = 15 * 60;
+
+/// How long an account stays locked after its `failed_logins`-th
+/// consecutive failure: `2^(failed_logins - lock_after)` seconds, capped at
+/// `max_lock_secs`; 0 below `lock_after`. The arithmetic every store uses in
+/// [`Store::record_login_failure`].
+///
+/// ```
+/// use issuer::store::lockout_secs;
+/// assert_eq!(lockout_secs(4, 5, 900), 0);
+/// assert_eq!(lockout_secs(5, 5, 900), 1);
+/// assert_eq!(lockout_secs(7, 5, 900), 4);
+/// assert_eq!(lockout_secs(15, 5, 900), 900);
+/// ```
+pub fn lockout_secs(failed_logins: u32, lock_after: u32, max_lock_secs: u64) -> u64 {
+    if failed_logins < lock_after {
+        return 0;
+    }
+    let exp = failed_logins - lock_after;
+    // 2^exp overflows past 63; anything past 2^20 is above any sane cap.
+    let secs = if exp >= 63 { u64::MAX } else { 1u64 << exp };
+    secs.min(max_lock_secs)
+}
+
 /// A user as the login path needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
@@ -205,4 +233,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes every family of a user; returns how many were newly revoked.
     fn revoke_user_families(&self, user_id: &str, now: u64) -> impl Future<Output = Result<u32, StoreError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_lock_below_the_threshold() {
+        for n in 0..LOCK_AFTER {
+            assert_eq!(lockout_secs(n, LOCK_AFTER, MAX_LOCK_SECS), 0, "{n}");
+        }
+    }
+
+    #[test]
+    fn lock_doubles_from_one_second() {
+        let got: Vec<u64> = (5..=14).map(|n| lockout_secs(n, LOCK_AFTER, MAX_LOCK_SECS)).collect();
+        assert_eq!(got, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 512]);
+    }
+
+    #[test]
+    fn lock_is_capped_at_fifteen_minutes_without_overflow() {
+        assert_eq!(lockout_secs(15, LOCK_AFTER, MAX_LOCK_SECS), 900);
+        assert_eq!(lockout_secs(68, LOCK_AFTER, MAX_LOCK_SECS), 900);
+        assert_eq!(lockout_secs(69, LOCK_AFTER, MAX_LOCK_SECS), 900);
+        assert_eq!(lockout_secs(u32::MAX, LOCK_AFTER, MAX_LOCK_SECS), 900);
+        assert_eq!(lockout_secs(u32::MAX, 0, u64::MAX), u64::MAX);
+    }
 }

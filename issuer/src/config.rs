@@ -1,0 +1,417 @@
+//! The issuer's configuration: read once at start-up, validated there.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `ISSUER_URL` | required | `iss` of issued tokens and base of the JWKS URL (https, or http on loopback) |
+//! | `ISSUER_AUDIENCE` | required | `aud` of issued tokens, comma-separated |
+//! | `ISSUER_STORE` | `sqlite` (local), `dynamodb` (Lambda) | which store |
+//! | `ISSUER_DATA_DIR` | `./data` | SQLite file and locally generated keys |
+//! | `ISSUER_USERS_TABLE` / `ISSUER_REFRESH_TABLE` | `Users` / `RefreshTokens` | DynamoDB tables |
+//! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override |
+//! | `ISSUER_SIGNING_KEY_SECRET_ARN` | unset | Secrets Manager secret with the key ring (required on Lambda) |
+//! | `ISSUER_SIGNING_ALG` | `RS256` | algorithm of locally generated keys |
+//! | `ISSUER_DEFAULT_SCOPES` | `openid` | scopes of new users, space or comma separated |
+//! | `ISSUER_ACCESS_TTL_SECS` | 900 | access-token lifetime (60..=86400) |
+//! | `ISSUER_REFRESH_TTL_SECS` | 2592000 | refresh-token lifetime (60..=31536000) |
+//! | `ISSUER_SESSION_MAX_SECS` | 7776000 | absolute lifetime of a token family (60..=63072000) |
+//! | `ISSUER_REUSE_GRACE_SECS` | 0 | grace for presenting a just-rotated token (0: off; ..=300) |
+//! | `ISSUER_ALLOWED_ORIGINS` | empty | Origins allowed on the POST routes (CSRF) and by CORS |
+//! | `ISSUER_COOKIE_PATH_PREFIX` | empty | prefix of the cookie paths and routes (e.g. `/prod`) |
+//! | `ISSUER_LISTEN` | `127.0.0.1:8080` | local server address |
+//! | `ISSUER_ARGON2_MEMORY_KIB` | 19456 | argon2id memory (at least 19456) |
+//! | `ISSUER_ARGON2_ITERATIONS` | 2 | argon2id passes (at least 2) |
+//! | `ISSUER_ARGON2_PARALLELISM` | 1 | argon2id lanes |
+//! | `ISSUER_HASH_CONCURRENCY` | CPUs | password hashes computed at once |
+//! | `ISSUER_HASH_QUEUE_MS` | 1000 | longest wait for a hashing slot before 503 |
+//! | `ISSUER_JWKS_MAX_AGE_SECS` | 300 | `Cache-Control: max-age` of the JWKS |
+//! | `ISSUER_MAX_CONNECTIONS` | 1024 | local server: open connections |
+//! | `ISSUER_HEADER_TIMEOUT_MS` | 10000 | local server: time to read request headers |
+//! | `ISSUER_BODY_TIMEOUT_MS` | 10000 | local server: time to read a request body |
+//! | `ISSUER_SQLITE_SYNC` | `normal` | `normal` (survives a killed process) or `full` (survives power loss) |
+//! | `ISSUER_SQLITE_BUSY_MS` | 2000 | SQLite busy timeout |
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use token_core::{Algorithm, ConfigError, Settings};
+
+use crate::store::sqlite::Synchronous;
+
+/// Which store backs the issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// DynamoDB.
+    DynamoDb,
+}
+
+/// Where the issuer runs: decides defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The local server (`issuer serve`).
+    Local,
+    /// The Lambda function.
+    Lambda,
+}
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    /// Memory in KiB. At least 19456 (OWASP).
+    pub memory_kib: u32,
+    /// Passes. At least 2.
+    pub iterations: u32,
+    /// Lanes. At least 1.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Self {
+        Argon2Cost { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+    }
+}
+
+/// Everything the issuer reads from the environment. Field docs give defaults.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// `iss` of issued tokens (`ISSUER_URL`), exactly as configured.
+    pub issuer_url: String,
+    /// `aud` of issued tokens (`ISSUER_AUDIENCE`), at least one.
+    pub audiences: Vec<String>,
+    /// `ISSUER_STORE`: SQLite locally, DynamoDB on Lambda by default.
+    pub store: StoreKind,
+    /// `ISSUER_DATA_DIR`: `./data`.
+    pub data_dir: PathBuf,
+    /// `ISSUER_USERS_TABLE`: `Users`.
+    pub users_table: String,
+    /// `ISSUER_REFRESH_TABLE`: `RefreshTokens`.
+    pub refresh_table: String,
+    /// `DYNAMODB_ENDPOINT`: unset.
+    pub dynamodb_endpoint: Option<String>,
+    /// `ISSUER_SIGNING_KEY_SECRET_ARN`: required on Lambda.
+    pub signing_key_secret_arn: Option<String>,
+    /// `ISSUER_SIGNING_ALG`: RS256.
+    pub signing_alg: Algorithm,
+    /// `ISSUER_DEFAULT_SCOPES`: `openid`, normalised to space-separated.
+    pub default_scopes: String,
+    /// `ISSUER_ACCESS_TTL_SECS`: 900.
+    pub access_ttl_secs: u64,
+    /// `ISSUER_REFRESH_TTL_SECS`: 30 days.
+    pub refresh_ttl_secs: u64,
+    /// `ISSUER_SESSION_MAX_SECS`: 90 days.
+    pub session_max_secs: u64,
+    /// `ISSUER_REUSE_GRACE_SECS`: 0 (off).
+    pub reuse_grace_secs: u64,
+    /// `ISSUER_ALLOWED_ORIGINS`: normalised (`scheme://host[:port]`, lowercase).
+    pub allowed_origins: Vec<String>,
+    /// `ISSUER_COOKIE_PATH_PREFIX`: empty, or `/stage` (no trailing slash).
+    pub cookie_path_prefix: String,
+    /// `ISSUER_LISTEN`: 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// `ISSUER_ARGON2_*`.
+    pub argon2: Argon2Cost,
+    /// `ISSUER_HASH_CONCURRENCY`: the number of CPUs.
+    pub hash_concurrency: usize,
+    /// `ISSUER_HASH_QUEUE_MS`: 1 s.
+    pub hash_queue_wait: Duration,
+    /// `ISSUER_JWKS_MAX_AGE_SECS`: 300.
+    pub jwks_max_age_secs: u64,
+    /// `ISSUER_MAX_CONNECTIONS`: 1024.
+    pub max_connections: usize,
+    /// `ISSUER_HEADER_TIMEOUT_MS`: 10 s.
+    pub header_timeout: Duration,
+    /// `ISSUER_BODY_TIMEOUT_MS`: 10 s.
+    pub body_timeout: Duration,
+    /// `ISSUER_SQLITE_SYNC`: normal.
+    pub sqlite_synchronous: Synchronous,
+    /// `ISSUER_SQLITE_BUSY_MS`: 2 s.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl IssuerConfig {
+    /// Reads and validates every `ISSUER_*` setting.
+    ///
+    /// # Errors
+    /// The first missing or invalid setting, by name.
+    pub fn from_settings(s: &Settings<'_>, shape: Shape) -> Result<Self, ConfigError> {
+        let issuer_url = s.required("ISSUER_URL")?;
+        check_issuer_url(&issuer_url).map_err(|m| ConfigError::new("ISSUER_URL", m))?;
+        let audiences = s.list("ISSUER_AUDIENCE");
+        if audiences.is_empty() {
+            return Err(ConfigError::new(
+                "ISSUER_AUDIENCE",
+                "required: the audiences of issued tokens, comma-separated",
+            ));
+        }
+        let store = match s.get("ISSUER_STORE").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => match shape {
+                Shape::Local => StoreKind::Sqlite,
+                Shape::Lambda => StoreKind::DynamoDb,
+            },
+            Some("sqlite") => StoreKind::Sqlite,
+            Some("dynamodb") => StoreKind::DynamoDb,
+            Some(other) => {
+                return Err(ConfigError::new("ISSUER_STORE", format!("expected sqlite or dynamodb, got {other:?}")));
+            }
+        };
+        let signing_alg = match s.get("ISSUER_SIGNING_ALG") {
+            None => Algorithm::RS256,
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new("ISSUER_SIGNING_ALG", format!("expected RS256, ES256 or EdDSA, got {v:?}"))
+            })?,
+        };
+        let signing_key_secret_arn = s.get("ISSUER_SIGNING_KEY_SECRET_ARN");
+        if shape == Shape::Lambda && signing_key_secret_arn.is_none() {
+            return Err(ConfigError::new(
+                "ISSUER_SIGNING_KEY_SECRET_ARN",
+                "required on Lambda: the Secrets Manager secret holding the signing keys",
+            ));
+        }
+        let default_scopes = parse_scopes(&s.get("ISSUER_DEFAULT_SCOPES").unwrap_or_else(|| "openid".into()))
+            .map_err(|m| ConfigError::new("ISSUER_DEFAULT_SCOPES", m))?;
+        let mut allowed_origins = Vec::new();
+        for o in s.list("ISSUER_ALLOWED_ORIGINS") {
+            allowed_origins.push(normalize_origin(&o).map_err(|m| ConfigError::new("ISSUER_ALLOWED_ORIGINS", m))?);
+        }
+        let cookie_path_prefix = s.get("ISSUER_COOKIE_PATH_PREFIX").unwrap_or_default();
+        check_path_prefix(&cookie_path_prefix).map_err(|m| ConfigError::new("ISSUER_COOKIE_PATH_PREFIX", m))?;
+        let listen = match s.get("ISSUER_LISTEN") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new("ISSUER_LISTEN", format!("expected host:port (e.g. 127.0.0.1:8080), got {v:?}"))
+            })?,
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+        let u32_in = |var: &str, default: u64, range| -> Result<u32, ConfigError> {
+            s.u64_in(var, default, range).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        let sqlite_synchronous = match s.get("ISSUER_SQLITE_SYNC").as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("normal") => Synchronous::Normal,
+            Some("full") => Synchronous::Full,
+            Some(other) => {
+                return Err(ConfigError::new("ISSUER_SQLITE_SYNC", format!("expected normal or full, got {other:?}")));
+            }
+        };
+        let cfg = IssuerConfig {
+            issuer_url,
+            audiences,
+            store,
+            data_dir: PathBuf::from(s.get("ISSUER_DATA_DIR").unwrap_or_else(|| "./data".into())),
+            users_table: s.get("ISSUER_USERS_TABLE").unwrap_or_else(|| "Users".into()),
+            refresh_table: s.get("ISSUER_REFRESH_TABLE").unwrap_or_else(|| "RefreshTokens".into()),
+            dynamodb_endpoint: s.get("DYNAMODB_ENDPOINT"),
+            signing_key_secret_arn,
+            signing_alg,
+            default_scopes,
+            access_ttl_secs: s.u64_in("ISSUER_ACCESS_TTL_SECS", 900, 60..=86_400)?,
+            refresh_ttl_secs: s.u64_in("ISSUER_REFRESH_TTL_SECS", 2_592_000, 60..=31_536_000)?,
+            session_max_secs: s.u64_in("ISSUER_SESSION_MAX_SECS", 7_776_000, 60..=63_072_000)?,
+            reuse_grace_secs: s.u64_in("ISSUER_REUSE_GRACE_SECS", 0, 0..=300)?,
+            allowed_origins,
+            cookie_path_prefix,
+            listen,
+            argon2: Argon2Cost {
+                memory_kib: u32_in("ISSUER_ARGON2_MEMORY_KIB", 19_456, 19_456..=4 * 1024 * 1024)?,
+                iterations: u32_in("ISSUER_ARGON2_ITERATIONS", 2, 2..=64)?,
+                parallelism: u32_in("ISSUER_ARGON2_PARALLELISM", 1, 1..=16)?,
+            },
+            hash_concurrency: s.u64_in("ISSUER_HASH_CONCURRENCY", cpus.clamp(1, 64), 1..=256)? as usize,
+            hash_queue_wait: s.millis("ISSUER_HASH_QUEUE_MS", 1000, 0..=60_000)?,
+            jwks_max_age_secs: s.u64_in("ISSUER_JWKS_MAX_AGE_SECS", 300, 0..=86_400)?,
+            max_connections: s.u64_in("ISSUER_MAX_CONNECTIONS", 1024, 1..=65_536)? as usize,
+            header_timeout: s.millis("ISSUER_HEADER_TIMEOUT_MS", 10_000, 100..=300_000)?,
+            body_timeout: s.millis("ISSUER_BODY_TIMEOUT_MS", 10_000, 100..=300_000)?,
+            sqlite_synchronous,
+            sqlite_busy_timeout: s.millis("ISSUER_SQLITE_BUSY_MS", 2000, 0..=60_000)?,
+        };
+        Ok(cfg)
+    }
+
+    /// Reads the process environment. See [`IssuerConfig::from_settings`].
+    ///
+    /// # Errors
+    /// The first missing or invalid variable, by name.
+    pub fn from_env(shape: Shape) -> Result<Self, ConfigError> {
+        Self::from_settings(&Settings::from_env(), shape)
+    }
+
+    /// A local configuration with every default, for tests and tools.
+    ///
+    /// # Errors
+    /// When `issuer_url` is not acceptable.
+    pub fn local(issuer_url: &str, audience: &str, data_dir: PathBuf) -> Result<Self, ConfigError> {
+        let dir = data_dir.to_string_lossy().into_owned();
+        let pairs = [("ISSUER_URL", issuer_url), ("ISSUER_AUDIENCE", audience), ("ISSUER_DATA_DIR", dir.as_str())];
+        Self::from_settings(
+            &Settings::new(|k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())),
+            Shape::Local,
+        )
+    }
+
+    /// `{ISSUER_URL}/.well-known/jwks.json`.
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.issuer_url.trim_end_matches('/'))
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `iss` must be an https URL (plain http only on loopback), without query
+/// or fragment: verifiers derive the JWKS URL from it.
+fn check_issuer_url(v: &str) -> Result<(), String> {
+    let uri: http::Uri = v.parse().map_err(|_| format!("{v:?} is not a URL"))?;
+    let host = uri.host().ok_or_else(|| format!("{v:?} has no host"))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if is_loopback_host(host) => {}
+        Some("http") => return Err(format!("{v:?}: must be https (http only for loopback)")),
+        _ => return Err(format!("{v:?}: expected an https URL")),
+    }
+    if uri.query().is_some() || v.contains('#') {
+        return Err(format!("{v:?}: no query or fragment allowed"));
+    }
+    Ok(())
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, lowercase.
+///
+/// # Errors
+/// When `v` is not an http(s) origin.
+pub fn normalize_origin(v: &str) -> Result<String, String> {
+    let uri: http::Uri = v.parse().map_err(|_| format!("{v:?} is not an origin"))?;
+    let scheme = uri.scheme_str().ok_or_else(|| format!("{v:?}: missing scheme"))?;
+    if scheme != "https" && scheme != "http" {
+        return Err(format!("{v:?}: expected http or https"));
+    }
+    let authority = uri.authority().ok_or_else(|| format!("{v:?}: missing host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{v:?}: no user info allowed"));
+    }
+    let path_ok = matches!(uri.path_and_query().map(|p| p.as_str()), None | Some("/") | Some(""));
+    if !path_ok || v.ends_with('/') {
+        return Err(format!("{v:?}: an origin has no path (not even a trailing /)"));
+    }
+    Ok(format!("{scheme}://{}", authority.as_str().to_ascii_lowercase()))
+}
+
+fn check_path_prefix(p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    if !p.starts_with('/') || p.ends_with('/') {
+        return Err(format!("{p:?}: must start with / and not end with / (e.g. /prod)"));
+    }
+    if !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~/".contains(&b)) {
+        return Err(format!("{p:?}: only letters, digits and -._~/ are allowed"));
+    }
+    Ok(())
+}
+
+/// Scopes separated by spaces or commas; each an RFC 6749 scope-token.
+fn parse_scopes(v: &str) -> Result<String, String> {
+    let scopes: Vec<&str> = v.split([' ', ',']).filter(|s| !s.is_empty()).collect();
+    for s in &scopes {
+        if !s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b)) {
+            return Err(format!("{s:?} is not a valid scope"));
+        }
+    }
+    Ok(scopes.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)], shape: Shape) -> Result<IssuerConfig, ConfigError> {
+        IssuerConfig::from_settings(&Settings::from_pairs(pairs), shape)
+    }
+
+    const BASE: [(&str, &str); 2] = [("ISSUER_URL", "https://auth.example.com"), ("ISSUER_AUDIENCE", "api")];
+
+    fn with(extra: (&'static str, &'static str)) -> Vec<(&'static str, &'static str)> {
+        let mut v = BASE.to_vec();
+        v.push(extra);
+        v
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&BASE, Shape::Local).unwrap();
+        assert_eq!(c.store, StoreKind::Sqlite);
+        assert_eq!(c.access_ttl_secs, 900);
+        assert_eq!(c.refresh_ttl_secs, 2_592_000);
+        assert_eq!(c.session_max_secs, 7_776_000);
+        assert_eq!(c.reuse_grace_secs, 0);
+        assert_eq!(c.signing_alg, Algorithm::RS256);
+        assert_eq!(c.default_scopes, "openid");
+        assert_eq!(c.argon2, Argon2Cost::default());
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.jwks_uri(), "https://auth.example.com/.well-known/jwks.json");
+    }
+
+    #[test]
+    fn required_values_are_named() {
+        assert_eq!(load(&[], Shape::Local).unwrap_err().var, "ISSUER_URL");
+        assert_eq!(load(&BASE[..1], Shape::Local).unwrap_err().var, "ISSUER_AUDIENCE");
+        let err = load(&BASE, Shape::Lambda).unwrap_err();
+        assert_eq!(err.var, "ISSUER_SIGNING_KEY_SECRET_ARN");
+        let c = load(&with(("ISSUER_SIGNING_KEY_SECRET_ARN", "arn:aws:secretsmanager:x")), Shape::Lambda).unwrap();
+        assert_eq!(c.store, StoreKind::DynamoDb);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            ("ISSUER_ACCESS_TTL_SECS", "abc"),
+            ("ISSUER_ACCESS_TTL_SECS", "10"),
+            ("ISSUER_ARGON2_MEMORY_KIB", "4096"),
+            ("ISSUER_ARGON2_ITERATIONS", "1"),
+            ("ISSUER_SIGNING_ALG", "HS256"),
+            ("ISSUER_STORE", "redis"),
+            ("ISSUER_LISTEN", "localhost"),
+            ("ISSUER_ALLOWED_ORIGINS", "https://app.example.com/"),
+            ("ISSUER_ALLOWED_ORIGINS", "ftp://app.example.com"),
+            ("ISSUER_COOKIE_PATH_PREFIX", "prod"),
+            ("ISSUER_COOKIE_PATH_PREFIX", "/prod/"),
+            ("ISSUER_COOKIE_PATH_PREFIX", "/pr;od"),
+            ("ISSUER_DEFAULT_SCOPES", "a\"b"),
+            ("ISSUER_REUSE_GRACE_SECS", "3600"),
+            ("ISSUER_SQLITE_SYNC", "off"),
+        ];
+        for (var, value) in cases {
+            let err = load(&with((var, value)), Shape::Local).unwrap_err();
+            assert_eq!(err.var, var, "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn issuer_url_must_be_https_or_loopback() {
+        for ok in ["https://auth.example.com", "http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:80"] {
+            assert!(load(&[("ISSUER_URL", ok), BASE[1]], Shape::Local).is_ok(), "{ok}");
+        }
+        for bad in ["http://auth.example.com", "auth.example.com", "https://a.example/?x=1", "ftp://a.example"] {
+            assert_eq!(load(&[("ISSUER_URL", bad), BASE[1]], Shape::Local).unwrap_err().var, "ISSUER_URL", "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins_and_scopes_are_normalised() {
+        let c = load(
+            &[
+                BASE[0],
+                BASE[1],
+                ("ISSUER_ALLOWED_ORIGINS", "https://App.Example.com, http://localhost:3000"),
+                ("ISSUER_DEFAULT_SCOPES", "openid,  pets:read  pets:write"),
+            ],
+            Shape::Local,
+        )
+        .unwrap();
+        assert_eq!(c.allowed_origins, vec!["https://app.example.com", "http://localhost:3000"]);
+        assert_eq!(c.default_scopes, "openid pets:read pets:write");
+    }
+}
