@@ -1,1 +1,1021 @@
 //! The DynamoDB store.
+//!
+//! Two tables, laid out as `docs/DESIGN.md` says (the SAM template is written
+//! against the same layout):
+//!
+//! - `Users` (key `pk`): user items `USER#<userId>` and email markers
+//!   `EMAIL#<email>`; GSI `email-index` on `email`.
+//! - `RefreshTokens` (key `pk`, TTL attribute `expiresAt`): token items
+//!   `TOKEN#<hash>` and family items `FAMILY#<familyId>`; GSI
+//!   `family-user-index` on `familyUser`.
+//!
+//! Every operation that writes more than one item is one `TransactWriteItems`
+//! request, so an outage (timeout, throttling, lost connection) leaves either
+//! everything or nothing written. The SDK gives every `TransactWriteItems`
+//! call an idempotency token (`ClientRequestToken`) that its own retries
+//! reuse, so a retry after a lost response does not run a transaction twice.
+//!
+//! Consistency: reads that a decision depends on are consistent (`get_user`,
+//! `get_refresh`, the email-marker fallback). Two reads cannot be, because
+//! DynamoDB has no consistent reads on a GSI:
+//! - [`Store::find_user_by_email`] returns the `email-index` projection, whose
+//!   `failedLogins`/`lockedUntil`/`passwordHash` may lag a write by a moment.
+//!   The decisions that matter are conditional writes (`record_login_success`
+//!   refuses if locked at `now`), so a stale read cannot unlock an account.
+//! - [`Store::revoke_user_families`] finds families through
+//!   `family-user-index`; a family created within the index's propagation
+//!   delay (normally well under a second) can be missed.
+//!
+//! Failed logins: [`Store::record_login_failure`] writes the count and the
+//! lock in one `UpdateItem`. Below the threshold it is a plain
+//! `ADD failedLogins :one`, conditional on the new count staying below the
+//! threshold. When that condition fails, DynamoDB returns the current item
+//! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and the store writes
+//! `SET failedLogins = :count, lockedUntil = :until` conditional on the count
+//! it saw (compare-and-set, retried a few times under contention). The lock
+//! duration depends on the new count and DynamoDB update expressions cannot
+//! compute `2^n` or `min`, so this is how the count and the lock stay one
+//! atomic write.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+};
+use tokio::task::JoinSet;
+
+use super::{Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError, UserRecord};
+
+/// Name of the GSI on the Users table (partition key `email`).
+pub const EMAIL_INDEX: &str = "email-index";
+/// Name of the GSI on the RefreshTokens table (partition key `familyUser`).
+pub const FAMILY_USER_INDEX: &str = "family-user-index";
+
+const USER_PREFIX: &str = "USER#";
+const EMAIL_PREFIX: &str = "EMAIL#";
+const TOKEN_PREFIX: &str = "TOKEN#";
+const FAMILY_PREFIX: &str = "FAMILY#";
+
+const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
+const TRANSACTION_CONFLICT: &str = "TransactionConflict";
+
+/// Attempts of a write cancelled only by conflicts with other transactions
+/// on the same items (DynamoDB does not retry these itself).
+const CONFLICT_ATTEMPTS: u32 = 6;
+/// Compare-and-set attempts of `record_login_failure` under contention.
+const FAILURE_CAS_ATTEMPTS: u32 = 8;
+/// Families revoked concurrently by `revoke_user_families`.
+const REVOKE_CONCURRENCY: usize = 16;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Table names and client settings of a [`DynamoStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoConfig {
+    /// The Users table. Defaults to `Users` (`ISSUER_USERS_TABLE`).
+    pub users_table: String,
+    /// The RefreshTokens table. Defaults to `RefreshTokens`
+    /// (`ISSUER_REFRESH_TABLE`).
+    pub refresh_table: String,
+    /// Endpoint override, e.g. `http://127.0.0.1:5000` for moto or DynamoDB
+    /// Local (`DYNAMODB_ENDPOINT`). Defaults to none: the regional endpoint.
+    pub endpoint: Option<String>,
+    /// TCP connect timeout. Defaults to 1 s.
+    pub connect_timeout: Duration,
+    /// Timeout of one HTTP attempt. Defaults to 1 s.
+    pub attempt_timeout: Duration,
+    /// Timeout of one operation, retries included. Defaults to 3 s.
+    pub operation_timeout: Duration,
+    /// Attempts per operation, the first included (throttling, 5xx, I/O and
+    /// timeouts are retried with jittered exponential backoff). Defaults to 3.
+    pub max_attempts: u32,
+    /// First retry backoff (doubling, jittered). Defaults to 25 ms.
+    pub initial_backoff: Duration,
+    /// Largest retry backoff. Defaults to 1 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for DynamoConfig {
+    fn default() -> Self {
+        Self {
+            users_table: "Users".to_owned(),
+            refresh_table: "RefreshTokens".to_owned(),
+            endpoint: None,
+            connect_timeout: Duration::from_secs(1),
+            attempt_timeout: Duration::from_secs(1),
+            operation_timeout: Duration::from_secs(3),
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(25),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl DynamoConfig {
+    /// The defaults, with the table names and endpoint taken from
+    /// `ISSUER_USERS_TABLE`, `ISSUER_REFRESH_TABLE` and `DYNAMODB_ENDPOINT`
+    /// where set and not empty.
+    #[must_use]
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let mut config = Self::default();
+        if let Some(users) = var("ISSUER_USERS_TABLE") {
+            config.users_table = users;
+        }
+        if let Some(refresh) = var("ISSUER_REFRESH_TABLE") {
+            config.refresh_table = refresh;
+        }
+        config.endpoint = var("DYNAMODB_ENDPOINT");
+        config
+    }
+}
+
+/// The DynamoDB implementation of [`Store`]. Cheap to clone (the SDK client
+/// is shared).
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    users: String,
+    refresh: String,
+}
+
+impl DynamoStore {
+    /// A store on the tables of `config`, with the region and credentials of
+    /// `sdk` and the timeouts, retries and endpoint of `config`.
+    #[must_use]
+    pub fn new(sdk: &SdkConfig, config: &DynamoConfig) -> Self {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.connect_timeout)
+            .operation_attempt_timeout(config.attempt_timeout)
+            .operation_timeout(config.operation_timeout)
+            .build();
+        let retries = RetryConfig::standard()
+            .with_max_attempts(config.max_attempts.max(1))
+            .with_initial_backoff(config.initial_backoff)
+            .with_max_backoff(config.max_backoff);
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(timeouts).retry_config(retries);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Self {
+            client: Client::from_conf(builder.build()),
+            users: config.users_table.clone(),
+            refresh: config.refresh_table.clone(),
+        }
+    }
+
+    /// The SDK client (for tooling and tests).
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The Users table name.
+    #[must_use]
+    pub fn users_table(&self) -> &str {
+        &self.users
+    }
+
+    /// The RefreshTokens table name.
+    #[must_use]
+    pub fn refresh_table(&self) -> &str {
+        &self.refresh
+    }
+
+    /// Creates both tables with their GSIs (on-demand capacity), waits until
+    /// they are active and enables TTL on `expiresAt` of the RefreshTokens
+    /// table. Tables that already exist are kept. For tests and local tooling;
+    /// deployed tables come from the SAM template.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if DynamoDB refuses or cannot be reached.
+    pub async fn create_tables(&self) -> Result<(), StoreError> {
+        let users_index = GlobalSecondaryIndex::builder()
+            .index_name(EMAIL_INDEX)
+            .key_schema(key_element("email")?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("userId")
+                    .non_key_attributes("passwordHash")
+                    .non_key_attributes("scope")
+                    .non_key_attributes("failedLogins")
+                    .non_key_attributes("lockedUntil")
+                    .build(),
+            )
+            .build()
+            .map_err(build_err)?;
+        self.create_table(&self.users, "email", users_index).await?;
+
+        let family_index = GlobalSecondaryIndex::builder()
+            .index_name(FAMILY_USER_INDEX)
+            .key_schema(key_element("familyUser")?)
+            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+            .build()
+            .map_err(build_err)?;
+        self.create_table(&self.refresh, "familyUser", family_index).await?;
+
+        for table in [&self.users, &self.refresh] {
+            self.client.wait_until_table_exists().table_name(table).wait(Duration::from_secs(120)).await.map_err(
+                |e| {
+                    tracing::warn!(table = %table, error = %DisplayErrorContext(&e), "table did not become active");
+                    StoreError::Unavailable(format!("DynamoDB CreateTable: table {table} did not become active"))
+                },
+            )?;
+        }
+
+        let ttl = self
+            .client
+            .describe_time_to_live()
+            .table_name(&self.refresh)
+            .send()
+            .await
+            .map_err(|e| sdk_err("DescribeTimeToLive", &e))?;
+        let status = ttl.time_to_live_description().and_then(|d| d.time_to_live_status());
+        if !matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
+            self.client
+                .update_time_to_live()
+                .table_name(&self.refresh)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name("expiresAt")
+                        .enabled(true)
+                        .build()
+                        .map_err(build_err)?,
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_err("UpdateTimeToLive", &e))?;
+        }
+        Ok(())
+    }
+
+    async fn create_table(&self, table: &str, index_key: &str, index: GlobalSecondaryIndex) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute_definition("pk")?)
+            .attribute_definitions(attribute_definition(index_key)?)
+            .key_schema(key_element("pk")?)
+            .global_secondary_indexes(index)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(sdk_err("CreateTable", &e)),
+        }
+    }
+
+    /// A consistent `GetItem` by `pk`.
+    async fn get(&self, op: &'static str, table: &str, pk: String) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err(op, &e))?;
+        Ok(out.item)
+    }
+
+    /// Runs one transaction. Cancellations caused only by conflicts with
+    /// other in-flight transactions are retried (jittered backoff) up to
+    /// [`CONFLICT_ATTEMPTS`] times; any other cancellation is returned with
+    /// its per-item reason codes, in the order of `items`.
+    async fn transact(&self, op: &'static str, items: Vec<TransactWriteItem>) -> Result<Tx, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let err = match result {
+                Ok(_) => return Ok(Tx::Committed),
+                Err(err) => err,
+            };
+            let codes = match &err {
+                SdkError::ServiceError(se) => match se.err() {
+                    TransactWriteItemsError::TransactionCanceledException(e) => Some(
+                        e.cancellation_reasons()
+                            .iter()
+                            .map(|r| r.code().unwrap_or("None").to_owned())
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(codes) = codes else {
+                return Err(sdk_err(op, &err));
+            };
+            if let Some(other) =
+                codes.iter().find(|c| !matches!(c.as_str(), "None" | CONDITIONAL_CHECK_FAILED | TRANSACTION_CONFLICT))
+            {
+                // Throttling, capacity, validation: DynamoDB wrote nothing.
+                tracing::warn!(operation = op, reason = %other, "DynamoDB transaction cancelled");
+                return Err(StoreError::Unavailable(format!("DynamoDB {op}: transaction cancelled ({other})")));
+            }
+            let conflict_only =
+                !codes.iter().any(|c| c == CONDITIONAL_CHECK_FAILED) && codes.iter().any(|c| c == TRANSACTION_CONFLICT);
+            if conflict_only && attempt < CONFLICT_ATTEMPTS {
+                conflict_backoff(attempt).await;
+                continue;
+            }
+            return Ok(Tx::Cancelled(codes));
+        }
+    }
+
+    /// Sends an `UpdateItem`, retrying conflicts with in-flight transactions.
+    /// `Ok(Err(old))` when the condition failed, with the item as it was if
+    /// the request asked for `ALL_OLD` on condition failure and it exists.
+    async fn update(
+        &self,
+        op: &'static str,
+        req: UpdateItemFluentBuilder,
+    ) -> Result<Result<UpdateItemOutput, Option<Item>>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match req.clone().send().await {
+                Ok(out) => return Ok(Ok(out)),
+                Err(SdkError::ServiceError(se)) => match se.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(e) => return Ok(Err(e.item)),
+                    UpdateItemError::TransactionConflictException(_) if attempt < CONFLICT_ATTEMPTS => {
+                        conflict_backoff(attempt).await;
+                    }
+                    other => {
+                        let code = other.code().unwrap_or("unknown error").to_owned();
+                        tracing::warn!(operation = op, code = %code, "DynamoDB request failed");
+                        return Err(StoreError::Unavailable(format!("DynamoDB {op}: {code}")));
+                    }
+                },
+                Err(err) => return Err(sdk_err(op, &err)),
+            }
+        }
+    }
+
+    /// Why a rotation was cancelled, from consistent reads of the token and
+    /// its family. `None`: the token is still rotatable (the cancellation was
+    /// a conflict or a duplicate successor hash).
+    ///
+    /// An expired token or a dead family is `Inactive` whether or not the
+    /// token was used: TTL may already have deleted it, and the answer must
+    /// not depend on when.
+    async fn classify_rotation(
+        &self,
+        old_hash: &str,
+        new: &NewRefresh,
+        now: u64,
+    ) -> Result<Option<RotateOutcome>, StoreError> {
+        let Some(item) = self.get("GetItem", &self.refresh, format!("{TOKEN_PREFIX}{old_hash}")).await? else {
+            return Ok(Some(RotateOutcome::Inactive));
+        };
+        let token = token_from_item(old_hash, &item)?;
+        if token.expires_at <= now || token.family_id != new.family_id || token.user_id != new.user_id {
+            return Ok(Some(RotateOutcome::Inactive));
+        }
+        let family = self.get_family(&token.family_id).await?;
+        if !family.is_some_and(|f| family_active(&f, now)) {
+            return Ok(Some(RotateOutcome::Inactive));
+        }
+        match token.used_at {
+            // Used now, and the successor stored is this call's own: an
+            // earlier attempt of this call committed and its response was
+            // lost. Other calls have other successors and see AlreadyUsed.
+            Some(used_at) if used_at == now && self.own_token(new).await? => Ok(Some(RotateOutcome::Rotated)),
+            Some(used_at) => Ok(Some(RotateOutcome::AlreadyUsed { used_at })),
+            None => Ok(None),
+        }
+    }
+
+    /// Is `new` stored exactly as given (written by an earlier attempt of
+    /// the same call)?
+    async fn own_token(&self, new: &NewRefresh) -> Result<bool, StoreError> {
+        let Some(item) = self.get("GetItem", &self.refresh, format!("{TOKEN_PREFIX}{}", new.token_hash)).await? else {
+            return Ok(false);
+        };
+        let stored = token_from_item(&new.token_hash, &item)?;
+        Ok(stored.family_id == new.family_id
+            && stored.user_id == new.user_id
+            && stored.issued_at == new.issued_at
+            && stored.expires_at == new.expires_at)
+    }
+
+    /// Are `family` and `first` stored exactly as given?
+    async fn own_session(&self, family: &Family, first: &NewRefresh) -> Result<bool, StoreError> {
+        if !self.own_token(first).await? {
+            return Ok(false);
+        }
+        Ok(self.get_family(&family.family_id).await?.is_some_and(|stored| {
+            stored.user_id == family.user_id
+                && stored.created_at == family.created_at
+                && stored.expires_at == family.expires_at
+        }))
+    }
+
+    async fn get_family(&self, family_id: &str) -> Result<Option<Family>, StoreError> {
+        self.get("GetItem", &self.refresh, format!("{FAMILY_PREFIX}{family_id}"))
+            .await?
+            .map(|item| family_from_item(family_id, &item))
+            .transpose()
+    }
+
+    fn put_token(&self, new: &NewRefresh) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.refresh)
+            .set_item(Some(token_item(new)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn check_family_active(&self, family_id: &str, now: u64) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.refresh)
+            .key("pk", s(format!("{FAMILY_PREFIX}{family_id}")))
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#rev) AND #exp > :now")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#rev", "revokedAt")
+            .expression_attribute_names("#exp", "expiresAt")
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(build_err)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    /// Sets `revokedAt` on a family that has none. `Ok(false)` if it was
+    /// already revoked or does not exist.
+    async fn revoke_if_active(client: Client, table: String, pk: String, now: u64) -> Result<bool, StoreError> {
+        let req = client
+            .update_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk))
+            .update_expression("SET #rev = :now")
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#rev)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#rev", "revokedAt")
+            .expression_attribute_values(":now", n(now));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match req.clone().send().await {
+                Ok(_) => return Ok(true),
+                Err(SdkError::ServiceError(se)) => match se.into_err() {
+                    UpdateItemError::ConditionalCheckFailedException(_) => return Ok(false),
+                    UpdateItemError::TransactionConflictException(_) if attempt < CONFLICT_ATTEMPTS => {
+                        conflict_backoff(attempt).await;
+                    }
+                    other => {
+                        let code = other.code().unwrap_or("unknown error").to_owned();
+                        tracing::warn!(operation = "UpdateItem", code = %code, "DynamoDB request failed");
+                        return Err(StoreError::Unavailable(format!("DynamoDB UpdateItem: {code}")));
+                    }
+                },
+                Err(err) => return Err(sdk_err("UpdateItem", &err)),
+            }
+        }
+    }
+}
+
+/// The result of a transaction that DynamoDB answered.
+enum Tx {
+    Committed,
+    /// Reason codes per item (`None`, `ConditionalCheckFailed`,
+    /// `TransactionConflict`); may be empty if the service gave none.
+    Cancelled(Vec<String>),
+}
+
+fn condition_failed(codes: &[String], index: usize) -> bool {
+    codes.get(index).is_some_and(|c| c == CONDITIONAL_CHECK_FAILED)
+}
+
+async fn conflict_backoff(attempt: u32) {
+    let ceiling_ms = 10u64.saturating_mul(1u64 << attempt.min(6));
+    tokio::time::sleep(Duration::from_millis(rand::random_range(1..=ceiling_ms))).await;
+}
+
+impl Store for DynamoStore {
+    async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
+        let user_put = Put::builder()
+            .table_name(&self.users)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s(format!("{USER_PREFIX}{}", user.user_id))),
+                ("userId".to_owned(), s(&user.user_id)),
+                ("email".to_owned(), s(&user.email)),
+                ("passwordHash".to_owned(), s(&user.password_hash)),
+                ("scope".to_owned(), s(&user.scope)),
+                ("failedLogins".to_owned(), n(0)),
+                ("lockedUntil".to_owned(), n(0)),
+                ("createdAt".to_owned(), n(user.created_at)),
+            ])))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .build()
+            .map_err(build_err)?;
+        let marker_put = Put::builder()
+            .table_name(&self.users)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s(format!("{EMAIL_PREFIX}{}", user.email))),
+                ("userId".to_owned(), s(&user.user_id)),
+            ])))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().put(user_put).build(),
+            TransactWriteItem::builder().put(marker_put).build(),
+        ];
+        if let Tx::Committed = self.transact("TransactWriteItems", items).await? {
+            return Ok(());
+        }
+        // Cancelled: the marker decides. Ours (this call's user id) means an
+        // earlier attempt of this call committed and its response was lost.
+        let marker = self.get("GetItem", &self.users, format!("{EMAIL_PREFIX}{}", user.email)).await?;
+        match marker {
+            Some(m) if req_s(&m, "userId", "email marker")? == user.user_id => Ok(()),
+            Some(_) => Err(StoreError::EmailTaken),
+            None => Err(StoreError::Unavailable("DynamoDB TransactWriteItems: transaction cancelled".to_owned())),
+        }
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.users)
+            .index_name(EMAIL_INDEX)
+            .key_condition_expression("#email = :email")
+            .expression_attribute_names("#email", "email")
+            .expression_attribute_values(":email", s(email))
+            .limit(2)
+            .send()
+            .await
+            .map_err(|e| sdk_err("Query", &e))?;
+        if let [item] = out.items() {
+            return user_from_item(item).map(Some);
+        }
+        // Nothing (a just-registered user not yet in the index) or more than
+        // one (cannot happen while markers guard uniqueness): the marker is
+        // the authority, read consistently.
+        let Some(marker) = self.get("GetItem", &self.users, format!("{EMAIL_PREFIX}{email}")).await? else {
+            return Ok(None);
+        };
+        let user_id = req_s(&marker, "userId", "email marker")?;
+        match self.get_user(&user_id).await? {
+            Some(user) if user.email == email => Ok(Some(user)),
+            Some(_) => Err(StoreError::Corrupt("email marker points to a user with another email".to_owned())),
+            None => Err(StoreError::Corrupt("email marker points to a missing user".to_owned())),
+        }
+    }
+
+    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.get("GetItem", &self.users, format!("{USER_PREFIX}{user_id}"))
+            .await?
+            .map(|item| user_from_item(&item))
+            .transpose()
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: &str,
+        now: u64,
+        lock_after: u32,
+        max_lock_secs: u64,
+    ) -> Result<UserRecord, StoreError> {
+        let base = self
+            .client
+            .update_item()
+            .table_name(&self.users)
+            .key("pk", s(format!("{USER_PREFIX}{user_id}")))
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#fl", "failedLogins")
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        // `None`: the current count is unknown, try the plain increment.
+        // `Some(c)`: the count seen last (`None` inside: attribute absent).
+        let mut seen: Option<Option<u32>> = None;
+        for _ in 0..FAILURE_CAS_ATTEMPTS {
+            let req = match seen {
+                None => {
+                    let condition = if lock_after >= 2 {
+                        "attribute_exists(#pk) AND (attribute_not_exists(#fl) OR #fl < :limit)"
+                    } else {
+                        "attribute_exists(#pk) AND #fl < :limit"
+                    };
+                    base.clone()
+                        .update_expression("ADD #fl :one")
+                        .condition_expression(condition)
+                        .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":limit", n(u64::from(lock_after.saturating_sub(1))))
+                }
+                Some(current) => {
+                    let count = current.unwrap_or(0).saturating_add(1);
+                    let req = match current {
+                        None => {
+                            base.clone().condition_expression("attribute_exists(#pk) AND attribute_not_exists(#fl)")
+                        }
+                        Some(c) => base
+                            .clone()
+                            .condition_expression("attribute_exists(#pk) AND #fl = :seen")
+                            .expression_attribute_values(":seen", n(u64::from(c))),
+                    };
+                    let req = req.expression_attribute_values(":count", n(u64::from(count)));
+                    if count >= lock_after {
+                        req.update_expression("SET #fl = :count, #lu = :until")
+                            .expression_attribute_names("#lu", "lockedUntil")
+                            .expression_attribute_values(":until", n(lock_until(now, count, lock_after, max_lock_secs)))
+                    } else {
+                        req.update_expression("SET #fl = :count")
+                    }
+                }
+            };
+            match self.update("UpdateItem", req).await? {
+                Ok(out) => {
+                    let item = out
+                        .attributes
+                        .ok_or_else(|| StoreError::Corrupt("UpdateItem returned no attributes".to_owned()))?;
+                    return user_from_item(&item);
+                }
+                Err(Some(old)) => seen = Some(opt_n::<u32>(&old, "failedLogins", "user")?),
+                Err(None) => return Err(StoreError::Corrupt(format!("no user {user_id} to record a failed login on"))),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "DynamoDB UpdateItem: failed-login count kept changing under concurrent updates".to_owned(),
+        ))
+    }
+
+    async fn record_login_success(&self, user_id: &str, now: u64, new_hash: Option<&str>) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.users)
+            .key("pk", s(format!("{USER_PREFIX}{user_id}")))
+            .condition_expression("attribute_exists(#pk) AND (attribute_not_exists(#lu) OR #lu <= :now)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#fl", "failedLogins")
+            .expression_attribute_names("#lu", "lockedUntil")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(now));
+        req = match new_hash {
+            Some(hash) => req
+                .update_expression("SET #fl = :zero, #lu = :zero, #ph = :hash")
+                .expression_attribute_names("#ph", "passwordHash")
+                .expression_attribute_values(":hash", s(hash)),
+            None => req.update_expression("SET #fl = :zero, #lu = :zero"),
+        };
+        Ok(self.update("UpdateItem", req).await?.is_ok())
+    }
+
+    async fn create_session(&self, family: &Family, first: &NewRefresh) -> Result<(), StoreError> {
+        if first.family_id != family.family_id || first.user_id != family.user_id {
+            return Err(StoreError::Unavailable(
+                "create_session refused: the first token does not belong to the family".to_owned(),
+            ));
+        }
+        let mut family_item = HashMap::from([
+            ("pk".to_owned(), s(format!("{FAMILY_PREFIX}{}", family.family_id))),
+            ("familyUser".to_owned(), s(&family.user_id)),
+            ("createdAt".to_owned(), n(family.created_at)),
+            ("expiresAt".to_owned(), n(family.expires_at)),
+        ]);
+        if let Some(revoked_at) = family.revoked_at {
+            family_item.insert("revokedAt".to_owned(), n(revoked_at));
+        }
+        let family_put = Put::builder()
+            .table_name(&self.refresh)
+            .set_item(Some(family_item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .build()
+            .map_err(build_err)?;
+        let items = vec![TransactWriteItem::builder().put(family_put).build(), self.put_token(first)?];
+        match self.transact("TransactWriteItems", items).await? {
+            Tx::Committed => Ok(()),
+            Tx::Cancelled(_) if self.own_session(family, first).await? => Ok(()),
+            Tx::Cancelled(codes) => {
+                let what = if condition_failed(&codes, 0) {
+                    "family already exists"
+                } else if condition_failed(&codes, 1) {
+                    "refresh token already exists"
+                } else {
+                    "transaction cancelled"
+                };
+                Err(StoreError::Unavailable(format!("DynamoDB TransactWriteItems: {what}")))
+            }
+        }
+    }
+
+    async fn get_refresh(&self, token_hash: &str) -> Result<Option<(RefreshRecord, Family)>, StoreError> {
+        let Some(item) = self.get("GetItem", &self.refresh, format!("{TOKEN_PREFIX}{token_hash}")).await? else {
+            return Ok(None);
+        };
+        let token = token_from_item(token_hash, &item)?;
+        // A missing family: deleted by TTL after its absolute lifetime. The
+        // token is dead with it.
+        Ok(self.get_family(&token.family_id).await?.map(|family| (token, family)))
+    }
+
+    async fn rotate(&self, old_hash: &str, new: &NewRefresh, now: u64) -> Result<RotateOutcome, StoreError> {
+        let mark_used = Update::builder()
+            .table_name(&self.refresh)
+            .key("pk", s(format!("{TOKEN_PREFIX}{old_hash}")))
+            .update_expression("SET #used = :now")
+            .condition_expression(
+                "attribute_exists(#pk) AND attribute_not_exists(#used) AND #exp > :now AND #fam = :fam AND #uid = :uid",
+            )
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#used", "usedAt")
+            .expression_attribute_names("#exp", "expiresAt")
+            .expression_attribute_names("#fam", "familyId")
+            .expression_attribute_names("#uid", "userId")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":fam", s(&new.family_id))
+            .expression_attribute_values(":uid", s(&new.user_id))
+            .build()
+            .map_err(build_err)?;
+        let items = vec![
+            TransactWriteItem::builder().update(mark_used).build(),
+            self.put_token(new)?,
+            self.check_family_active(&new.family_id, now)?,
+        ];
+        for _ in 0..2 {
+            match self.transact("TransactWriteItems", items.clone()).await? {
+                Tx::Committed => return Ok(RotateOutcome::Rotated),
+                Tx::Cancelled(codes) => {
+                    if let Some(outcome) = self.classify_rotation(old_hash, new, now).await? {
+                        return Ok(outcome);
+                    }
+                    if condition_failed(&codes, 1) {
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB TransactWriteItems: the new refresh token already exists".to_owned(),
+                        ));
+                    }
+                    // Still rotatable: conflicts to the end; try once more.
+                }
+            }
+        }
+        Err(StoreError::Unavailable("DynamoDB TransactWriteItems: rotation kept conflicting".to_owned()))
+    }
+
+    async fn add_to_family(&self, new: &NewRefresh, now: u64) -> Result<bool, StoreError> {
+        let items = vec![self.check_family_active(&new.family_id, now)?, self.put_token(new)?];
+        match self.transact("TransactWriteItems", items).await? {
+            Tx::Committed => Ok(true),
+            Tx::Cancelled(codes) if condition_failed(&codes, 0) => Ok(false),
+            Tx::Cancelled(codes) if condition_failed(&codes, 1) => {
+                if self.own_token(new).await? {
+                    return Ok(true);
+                }
+                Err(StoreError::Unavailable(
+                    "DynamoDB TransactWriteItems: the new refresh token already exists".to_owned(),
+                ))
+            }
+            Tx::Cancelled(_) => match self.get_family(&new.family_id).await? {
+                Some(family) if family_active(&family, now) => {
+                    Err(StoreError::Unavailable("DynamoDB TransactWriteItems: transaction cancelled".to_owned()))
+                }
+                _ => Ok(false),
+            },
+        }
+    }
+
+    async fn revoke_family(&self, family_id: &str, now: u64) -> Result<(), StoreError> {
+        let req = self
+            .client
+            .update_item()
+            .table_name(&self.refresh)
+            .key("pk", s(format!("{FAMILY_PREFIX}{family_id}")))
+            .update_expression("SET #rev = if_not_exists(#rev, :now)")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#rev", "revokedAt")
+            .expression_attribute_values(":now", n(now));
+        // A missing family has nothing to revoke: the condition keeps the
+        // update from creating one.
+        self.update("UpdateItem", req).await.map(|_| ())
+    }
+
+    async fn revoke_user_families(&self, user_id: &str, now: u64) -> Result<u32, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.refresh)
+                .index_name(FAMILY_USER_INDEX)
+                .key_condition_expression("#fu = :uid")
+                .expression_attribute_names("#fu", "familyUser")
+                .expression_attribute_values(":uid", s(user_id))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err("Query", &e))?;
+            for item in out.items() {
+                keys.push(req_s(item, "pk", "family index entry")?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+
+        let mut revoked = 0u32;
+        let mut first_error = None;
+        let mut tasks = JoinSet::new();
+        let mut keys = keys.into_iter();
+        loop {
+            while tasks.len() < REVOKE_CONCURRENCY {
+                let Some(pk) = keys.next() else { break };
+                tasks.spawn(Self::revoke_if_active(self.client.clone(), self.refresh.clone(), pk, now));
+            }
+            let Some(joined) = tasks.join_next().await else { break };
+            match joined {
+                Ok(Ok(true)) => revoked = revoked.saturating_add(1),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::Unavailable(format!("revocation task failed: {e}")));
+                }
+            }
+        }
+        // Revocation is idempotent: on error, a retry revokes the rest.
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(revoked),
+        }
+    }
+}
+
+fn family_active(family: &Family, now: u64) -> bool {
+    family.revoked_at.is_none() && family.expires_at > now
+}
+
+/// `now + min(2^(count - lock_after), max_lock_secs)`, saturating.
+fn lock_until(now: u64, count: u32, lock_after: u32, max_lock_secs: u64) -> u64 {
+    let exponent = count.saturating_sub(lock_after);
+    let secs = 1u64.checked_shl(exponent).unwrap_or(u64::MAX).min(max_lock_secs);
+    now.saturating_add(secs)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn token_item(new: &NewRefresh) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), s(format!("{TOKEN_PREFIX}{}", new.token_hash))),
+        ("familyId".to_owned(), s(&new.family_id)),
+        ("userId".to_owned(), s(&new.user_id)),
+        ("issuedAt".to_owned(), n(new.issued_at)),
+        ("expiresAt".to_owned(), n(new.expires_at)),
+    ])
+}
+
+fn req_s(item: &Item, name: &str, record: &str) -> Result<String, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v.clone()),
+        Some(_) => Err(StoreError::Corrupt(format!("{record}: {name} is not a string"))),
+        None => Err(StoreError::Corrupt(format!("{record}: {name} is missing"))),
+    }
+}
+
+fn opt_n<T: FromStr>(item: &Item, name: &str, record: &str) -> Result<Option<T>, StoreError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::N(v)) => {
+            v.parse().map(Some).map_err(|_| StoreError::Corrupt(format!("{record}: {name} is not a valid number")))
+        }
+        Some(_) => Err(StoreError::Corrupt(format!("{record}: {name} is not a number"))),
+    }
+}
+
+fn req_n<T: FromStr>(item: &Item, name: &str, record: &str) -> Result<T, StoreError> {
+    opt_n(item, name, record)?.ok_or_else(|| StoreError::Corrupt(format!("{record}: {name} is missing")))
+}
+
+fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
+    const RECORD: &str = "user";
+    Ok(UserRecord {
+        user_id: req_s(item, "userId", RECORD)?,
+        email: req_s(item, "email", RECORD)?,
+        password_hash: req_s(item, "passwordHash", RECORD)?,
+        scope: req_s(item, "scope", RECORD)?,
+        failed_logins: opt_n(item, "failedLogins", RECORD)?.unwrap_or(0),
+        locked_until: opt_n(item, "lockedUntil", RECORD)?.unwrap_or(0),
+    })
+}
+
+fn token_from_item(token_hash: &str, item: &Item) -> Result<RefreshRecord, StoreError> {
+    const RECORD: &str = "refresh token";
+    Ok(RefreshRecord {
+        token_hash: token_hash.to_owned(),
+        family_id: req_s(item, "familyId", RECORD)?,
+        user_id: req_s(item, "userId", RECORD)?,
+        issued_at: req_n(item, "issuedAt", RECORD)?,
+        expires_at: req_n(item, "expiresAt", RECORD)?,
+        used_at: opt_n(item, "usedAt", RECORD)?,
+    })
+}
+
+fn family_from_item(family_id: &str, item: &Item) -> Result<Family, StoreError> {
+    const RECORD: &str = "token family";
+    Ok(Family {
+        family_id: family_id.to_owned(),
+        user_id: req_s(item, "familyUser", RECORD)?,
+        created_at: req_n(item, "createdAt", RECORD)?,
+        expires_at: req_n(item, "expiresAt", RECORD)?,
+        revoked_at: opt_n(item, "revokedAt", RECORD)?,
+    })
+}
+
+fn key_element(name: &str) -> Result<KeySchemaElement, StoreError> {
+    KeySchemaElement::builder().attribute_name(name).key_type(KeyType::Hash).build().map_err(build_err)
+}
+
+fn attribute_definition(name: &str) -> Result<AttributeDefinition, StoreError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(build_err)
+}
+
+fn build_err(err: BuildError) -> StoreError {
+    StoreError::Unavailable(format!("DynamoDB request could not be built: {err}"))
+}
+
+/// Maps an SDK failure to [`StoreError::Unavailable`]: throttling, timeouts,
+/// connection failures, 5xx and anything else DynamoDB refused. The message
+/// names the operation and the error code only, never request contents.
+fn sdk_err<E>(op: &'static str, err: &SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let what = match err {
+        SdkError::TimeoutError(_) => "timed out".to_owned(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => "timed out".to_owned(),
+        SdkError::DispatchFailure(d) if d.is_io() => "connection failed".to_owned(),
+        SdkError::DispatchFailure(_) => "request could not be sent".to_owned(),
+        SdkError::ResponseError(_) => "unreadable response".to_owned(),
+        SdkError::ConstructionFailure(_) => "request could not be built".to_owned(),
+        SdkError::ServiceError(se) => {
+            format!("{} (HTTP {})", se.err().code().unwrap_or("unknown error"), se.raw().status().as_u16())
+        }
+        _ => "unknown failure".to_owned(),
+    };
+    if matches!(err, SdkError::ServiceError(_)) {
+        tracing::warn!(operation = op, error = %what, "DynamoDB request failed");
+    } else {
+        // Transport errors carry no request contents: log the whole chain.
+        tracing::warn!(operation = op, error = %what, detail = %DisplayErrorContext(err), "DynamoDB request failed");
+    }
+    StoreError::Unavailable(format!("DynamoDB {op}: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_until;
+
+    #[test]
+    fn lock_doubles_from_one_second_and_is_capped() {
+        assert_eq!(lock_until(100, 5, 5, 900), 101);
+        assert_eq!(lock_until(100, 6, 5, 900), 102);
+        assert_eq!(lock_until(100, 14, 5, 900), 100 + 512);
+        assert_eq!(lock_until(100, 15, 5, 900), 100 + 900);
+    }
+
+    #[test]
+    fn lock_saturates_instead_of_overflowing() {
+        assert_eq!(lock_until(100, 5 + 64, 5, 900), 1000);
+        assert_eq!(lock_until(100, u32::MAX, 5, u64::MAX), u64::MAX);
+        assert_eq!(lock_until(u64::MAX - 1, 7, 5, 900), u64::MAX);
+    }
+}
