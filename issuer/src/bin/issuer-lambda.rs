@@ -1,2 +1,43 @@
 //! Lambda bootstrap of the issuer.
-fn main() {}
+//!
+//! Everything is read and built once, at init: configuration
+//! (`ISSUER_*`), the key ring from Secrets Manager
+//! (`ISSUER_SIGNING_KEY_SECRET_ARN`), the DynamoDB store. A bad setting fails
+//! the init with a message naming the variable.
+use std::sync::Arc;
+
+use issuer::config::{IssuerConfig, Shape, StoreKind};
+use issuer::store::dynamo::{DynamoConfig, DynamoStore};
+use issuer::store::sqlite::{SqliteOptions, SqliteStore};
+use issuer::{App, KeyRing};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let cfg = IssuerConfig::from_env(Shape::Lambda).map_err(|e| format!("configuration: {e}"))?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let arn = cfg.signing_key_secret_arn.clone().ok_or("ISSUER_SIGNING_KEY_SECRET_ARN: required on Lambda")?;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let keys = KeyRing::from_secrets_manager(&secrets, &arn).await.map_err(|e| format!("signing keys: {e}"))?;
+    tracing::info!(kid = keys.active().kid(), keys = keys.keys().len(), "signing keys loaded");
+    match cfg.store {
+        StoreKind::DynamoDb => {
+            let dcfg = DynamoConfig {
+                users_table: cfg.users_table.clone(),
+                refresh_table: cfg.refresh_table.clone(),
+                endpoint: cfg.dynamodb_endpoint.clone(),
+                ..DynamoConfig::default()
+            };
+            let store = DynamoStore::new(&sdk, &dcfg);
+            let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?);
+            issuer::lambda::run(app).await
+        }
+        StoreKind::Sqlite => {
+            // Only for experiments: a Lambda's disk is neither durable nor shared.
+            let opts = SqliteOptions { busy_timeout: cfg.sqlite_busy_timeout, synchronous: cfg.sqlite_synchronous };
+            let store = SqliteStore::open_in_dir(&cfg.data_dir, &opts).map_err(|e| format!("store: {e}"))?;
+            let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?);
+            issuer::lambda::run(app).await
+        }
+    }
+}

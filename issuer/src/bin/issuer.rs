@@ -1,2 +1,161 @@
 //! Local issuer CLI.
-fn main() {}
+//!
+//! ```text
+//! issuer serve [--listen ADDR] [--data-dir DIR] [--issuer-url URL] [--audience AUD]
+//! ```
+//!
+//! Flags override the `ISSUER_*` environment variables of the same meaning.
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use issuer::config::{IssuerConfig, Shape, StoreKind};
+use issuer::server::{ServerOptions, serve_with, shutdown_signal};
+use issuer::store::Store;
+use issuer::store::dynamo::{DynamoConfig, DynamoStore};
+use issuer::store::sqlite::{SqliteOptions, SqliteStore};
+use issuer::{App, KeyRing};
+use token_core::Settings;
+
+const USAGE: &str = "\
+usage: issuer serve [--listen ADDR] [--data-dir DIR] [--issuer-url URL] [--audience AUD[,AUD...]]
+
+Runs the issuer locally (SQLite store and keys in the data directory).
+Every setting is also read from the environment (ISSUER_URL, ISSUER_AUDIENCE,
+ISSUER_LISTEN, ISSUER_DATA_DIR, ...; see issuer/README.md). Flags win.";
+
+/// Flag name to the variable it sets.
+const FLAGS: [(&str, &str); 4] = [
+    ("--listen", "ISSUER_LISTEN"),
+    ("--data-dir", "ISSUER_DATA_DIR"),
+    ("--issuer-url", "ISSUER_URL"),
+    ("--audience", "ISSUER_AUDIENCE"),
+];
+
+enum Command {
+    Help,
+    Serve(HashMap<&'static str, String>),
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let Some((cmd, rest)) = args.split_first() else { return Ok(Command::Help) };
+    match cmd.as_str() {
+        "-h" | "--help" | "help" => return Ok(Command::Help),
+        "serve" => {}
+        other => return Err(format!("unknown command {other:?}")),
+    }
+    let mut flags = HashMap::new();
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let var = FLAGS.iter().find(|(f, _)| *f == name).map(|(_, v)| *v).ok_or(format!("unknown flag {name:?}"))?;
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().cloned().ok_or(format!("{name} needs a value"))?,
+        };
+        flags.insert(var, value);
+    }
+    Ok(Command::Serve(flags))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match parse_args(&args) {
+        Ok(Command::Help) => {
+            eprintln!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Serve(flags)) => flags,
+        Err(msg) => {
+            eprintln!("issuer: {msg}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    issuer::init_tracing();
+    let settings = Settings::new(move |name| flags.get(name).cloned().or_else(|| std::env::var(name).ok()));
+    let cfg = match IssuerConfig::from_settings(&settings, Shape::Local) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("issuer: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("issuer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("issuer: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: IssuerConfig) -> Result<(), String> {
+    match cfg.store {
+        StoreKind::Sqlite => {
+            let opts = SqliteOptions { busy_timeout: cfg.sqlite_busy_timeout, synchronous: cfg.sqlite_synchronous };
+            let store = SqliteStore::open_in_dir(&cfg.data_dir, &opts).map_err(|e| format!("store: {e}"))?;
+            spawn_purge(store.clone());
+            let keys = KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg).map_err(|e| e.to_string())?;
+            serve_app(cfg, store, keys).await
+        }
+        StoreKind::DynamoDb => {
+            let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let dcfg = DynamoConfig {
+                users_table: cfg.users_table.clone(),
+                refresh_table: cfg.refresh_table.clone(),
+                endpoint: cfg.dynamodb_endpoint.clone(),
+                ..DynamoConfig::default()
+            };
+            let store = DynamoStore::new(&sdk, &dcfg);
+            let keys = match &cfg.signing_key_secret_arn {
+                Some(arn) => {
+                    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+                    KeyRing::from_secrets_manager(&client, arn).await
+                }
+                None => KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg),
+            }
+            .map_err(|e| e.to_string())?;
+            serve_app(cfg, store, keys).await
+        }
+    }
+}
+
+async fn serve_app<S: Store>(cfg: IssuerConfig, store: S, keys: KeyRing) -> Result<(), String> {
+    let opts = ServerOptions::from_config(&cfg);
+    let listen = cfg.listen;
+    let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?);
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("ISSUER_LISTEN: cannot bind {listen}: {e}"))?;
+    tracing::info!(addr = %listen, issuer = %app.config().issuer_url, kid = app.keys().active().kid(), "issuer listening");
+    serve_with(listener, app, opts, shutdown_signal()).await.map_err(|e| e.to_string())
+}
+
+/// Deletes long-expired refresh tokens once an hour (expiry is checked on
+/// every read anyway; this only keeps the file small).
+fn spawn_purge(store: SqliteStore) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let now = token_core::unix_now().as_secs();
+            match store.purge_expired(now, 86_400).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "purged expired refresh tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge of expired refresh tokens failed"),
+            }
+        }
+    });
+}
