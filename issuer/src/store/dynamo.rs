@@ -76,8 +76,12 @@ const TRANSACTION_CONFLICT: &str = "TransactionConflict";
 /// Attempts of a write cancelled only by conflicts with other transactions
 /// on the same items (DynamoDB does not retry these itself).
 const CONFLICT_ATTEMPTS: u32 = 6;
-/// Compare-and-set attempts of `record_login_failure` under contention.
-const FAILURE_CAS_ATTEMPTS: u32 = 8;
+/// Compare-and-set attempts of `record_login_failure`. A failed attempt
+/// means another writer's attempt succeeded, so up to this many concurrent
+/// failures of one account all get counted; past it (a flood of parallel
+/// guesses on one account) the excess calls are `Unavailable`, writing
+/// nothing.
+const FAILURE_CAS_ATTEMPTS: u32 = 32;
 /// Families revoked concurrently by `revoke_user_families`.
 const REVOKE_CONCURRENCY: usize = 16;
 
@@ -656,7 +660,13 @@ impl Store for DynamoStore {
                         .ok_or_else(|| StoreError::Corrupt("UpdateItem returned no attributes".to_owned()))?;
                     return user_from_item(&item);
                 }
-                Err(Some(old)) => seen = Some(opt_n::<u32>(&old, "failedLogins", "user")?),
+                Err(Some(old)) => {
+                    if seen.is_some() {
+                        // Lost a race: let the winners' requests clear.
+                        tokio::time::sleep(Duration::from_millis(rand::random_range(0..=3))).await;
+                    }
+                    seen = Some(opt_n::<u32>(&old, "failedLogins", "user")?);
+                }
                 Err(None) => return Err(StoreError::Corrupt(format!("no user {user_id} to record a failed login on"))),
             }
         }
