@@ -1,1 +1,613 @@
 //! The behavioural suite every [`Store`](super::Store) implementation passes.
+//!
+//! Each `pub async fn` here checks one promise of the trait's documentation
+//! against a live store and panics (with a message) when it is broken. The
+//! functions use fresh random ids and email addresses, so they can share one
+//! database and run concurrently.
+//!
+//! An integration test runs the whole suite, one `#[tokio::test]` per
+//! behaviour, with [`store_conformance_tests!`](crate::store_conformance_tests):
+//!
+//! ```ignore
+//! async fn store(test: &'static str) -> MyStore { /* ... */ }
+//! issuer::store_conformance_tests!(store);
+//! ```
+//!
+//! or all of it in one call with [`run_all`].
+//!
+//! Times are passed in, as the trait wants: the suite starts from the wall
+//! clock (so TTL-based stores keep the items alive during the test) and
+//! moves time forward by passing later values.
+//!
+//! Conventions this suite pins down where the trait leaves room:
+//! - a refresh token or family with `expires_at == now` is expired;
+//! - an account with `locked_until == now` is no longer locked;
+//! - an expired token, or one whose family is revoked or past its lifetime,
+//!   rotates to [`RotateOutcome::Inactive`] even if it was used: TTL may have
+//!   deleted it already, and the answer must not depend on when.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Family, NewRefresh, NewUser, RotateOutcome, Store, StoreError, UserRecord};
+
+/// Lock threshold the suite uses where it does not vary it (Cognito's 5).
+pub const LOCK_AFTER: u32 = 5;
+/// Longest lock the suite uses where it does not vary it (15 minutes).
+pub const MAX_LOCK_SECS: u64 = 900;
+/// Refresh-token lifetime used by the suite (30 days).
+pub const REFRESH_TTL: u64 = 30 * 24 * 3600;
+/// Family lifetime used by the suite (90 days).
+pub const SESSION_MAX: u64 = 90 * 24 * 3600;
+/// How many rotations of one token race in [`concurrent_rotations_one_winner`].
+pub const RACERS: usize = 50;
+
+/// Runs every behaviour of the suite, one after the other.
+pub async fn run_all<S: Store>(store: Arc<S>) {
+    user_round_trip(&store).await;
+    email_taken_writes_nothing(&store).await;
+    email_lookup_is_by_normalised_address(&store).await;
+    unknown_records_are_none(&store).await;
+    failures_lock_exponentially_and_cap(&store).await;
+    lockout_threshold_and_cap_are_parameters(&store).await;
+    concurrent_failures_all_count(&store).await;
+    success_resets_and_rehashes(&store).await;
+    success_refused_while_locked(&store).await;
+    session_round_trip(&store).await;
+    rotate_once_then_already_used(&store).await;
+    rotate_unknown_token_is_inactive(&store).await;
+    rotate_expired_token_is_inactive(&store).await;
+    rotate_in_revoked_family_is_inactive(&store).await;
+    rotate_past_family_lifetime_is_inactive(&store).await;
+    used_and_dead_token_is_inactive(&store).await;
+    concurrent_rotations_one_winner(&store).await;
+    add_to_family_only_while_active(&store).await;
+    revoke_family_is_idempotent(&store).await;
+    revoke_user_families_counts_new_revocations(&store).await;
+}
+
+/// Generates one `#[tokio::test]` per behaviour of the suite.
+///
+/// `$factory` is called as `$factory("behaviour_name").await` and returns
+/// the store to test (a fresh one, or a shared one: the behaviours use
+/// unique ids).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($factory:expr) => {
+        $crate::store_conformance_tests!(@each $factory;
+            user_round_trip,
+            email_taken_writes_nothing,
+            email_lookup_is_by_normalised_address,
+            unknown_records_are_none,
+            failures_lock_exponentially_and_cap,
+            lockout_threshold_and_cap_are_parameters,
+            concurrent_failures_all_count,
+            success_resets_and_rehashes,
+            success_refused_while_locked,
+            session_round_trip,
+            rotate_once_then_already_used,
+            rotate_unknown_token_is_inactive,
+            rotate_expired_token_is_inactive,
+            rotate_in_revoked_family_is_inactive,
+            rotate_past_family_lifetime_is_inactive,
+            used_and_dead_token_is_inactive,
+            concurrent_rotations_one_winner,
+            add_to_family_only_while_active,
+            revoke_family_is_idempotent,
+            revoke_user_families_counts_new_revocations,
+        );
+    };
+    (@each $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store = ::std::sync::Arc::new(($factory)(::std::stringify!($name)).await);
+                $crate::store::conformance::$name(&store).await;
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn ok<T>(result: Result<T, StoreError>, what: &str) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: unexpected store error: {e:?}"),
+    }
+}
+
+/// A fresh random id with a readable tag.
+#[must_use]
+pub fn fresh_id(tag: &str) -> String {
+    format!("{tag}-{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
+}
+
+/// The wall clock in whole seconds.
+#[must_use]
+pub fn wall_clock() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        user_id: fresh_id("user"),
+        email: email.to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned(),
+        scope: "openid pets:read".to_owned(),
+        created_at: wall_clock(),
+    }
+}
+
+fn fresh_email() -> String {
+    format!("{}@example.com", fresh_id("user"))
+}
+
+async fn registered<S: Store>(store: &S) -> NewUser {
+    let user = new_user(&fresh_email());
+    ok(store.create_user(&user).await, "create_user");
+    user
+}
+
+fn expected_record(user: &NewUser, failed_logins: u32, locked_until: u64) -> UserRecord {
+    UserRecord {
+        user_id: user.user_id.clone(),
+        email: user.email.clone(),
+        password_hash: user.password_hash.clone(),
+        scope: user.scope.clone(),
+        failed_logins,
+        locked_until,
+    }
+}
+
+fn family(user_id: &str, created_at: u64, expires_at: u64) -> Family {
+    Family { family_id: fresh_id("family"), user_id: user_id.to_owned(), created_at, expires_at, revoked_at: None }
+}
+
+fn token_in(family: &Family, issued_at: u64, expires_at: u64) -> NewRefresh {
+    NewRefresh {
+        // Shaped like the real thing: 43 base64url characters.
+        token_hash: format!("{}{}", fresh_id("h"), "A".repeat(17)),
+        family_id: family.family_id.clone(),
+        user_id: family.user_id.clone(),
+        issued_at,
+        expires_at,
+    }
+}
+
+/// A session (family with lifetime [`SESSION_MAX`] and a first token with
+/// lifetime [`REFRESH_TTL`]) created at `now`.
+async fn session<S: Store>(store: &S, user_id: &str, now: u64) -> (Family, NewRefresh) {
+    let family = family(user_id, now, now + SESSION_MAX);
+    let first = token_in(&family, now, now + REFRESH_TTL);
+    ok(store.create_session(&family, &first).await, "create_session");
+    (family, first)
+}
+
+async fn assert_not_stored<S: Store>(store: &S, token_hash: &str, what: &str) {
+    assert!(ok(store.get_refresh(token_hash).await, "get_refresh").is_none(), "{what}: the token must not be stored");
+}
+
+async fn assert_unused<S: Store>(store: &S, token_hash: &str, what: &str) {
+    let (record, _) = ok(store.get_refresh(token_hash).await, "get_refresh")
+        .unwrap_or_else(|| panic!("{what}: the old token must still be stored"));
+    assert_eq!(record.used_at, None, "{what}: the old token must not be marked used");
+}
+
+// ---------------------------------------------------------------- users
+
+/// A created user reads back, by id and by email, exactly as created, with no
+/// failures and no lock.
+pub async fn user_round_trip<S: Store>(store: &Arc<S>) {
+    let user = registered(store.as_ref()).await;
+    let expected = expected_record(&user, 0, 0);
+    assert_eq!(ok(store.get_user(&user.user_id).await, "get_user"), Some(expected.clone()));
+    // Just registered: DynamoDB finds it through the email marker if the
+    // index has not caught up yet.
+    assert_eq!(ok(store.find_user_by_email(&user.email).await, "find_user_by_email"), Some(expected));
+}
+
+/// A second registration of an address fails with `EmailTaken` and writes
+/// nothing: no user item, and the address still belongs to the first user.
+pub async fn email_taken_writes_nothing<S: Store>(store: &Arc<S>) {
+    let first = registered(store.as_ref()).await;
+    let mut second = new_user(&first.email);
+    second.password_hash = "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0$b3RoZXJoYXNo".to_owned();
+    match store.create_user(&second).await {
+        Err(StoreError::EmailTaken) => {}
+        other => panic!("second registration of an address: expected EmailTaken, got {other:?}"),
+    }
+    assert_eq!(ok(store.get_user(&second.user_id).await, "get_user"), None, "EmailTaken must leave no user behind");
+    let found = ok(store.find_user_by_email(&first.email).await, "find_user_by_email");
+    assert_eq!(found, Some(expected_record(&first, 0, 0)), "the address still belongs to the first user");
+
+    // Concurrent registrations of one new address: exactly one wins.
+    let email = fresh_email();
+    let mut tasks = tokio::task::JoinSet::new();
+    let contenders: Vec<NewUser> = (0..5).map(|_| new_user(&email)).collect();
+    for user in contenders.clone() {
+        let store = Arc::clone(store);
+        tasks.spawn(async move { (user.user_id.clone(), store.create_user(&user).await) });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (user_id, result) = joined.unwrap_or_else(|e| panic!("registration task: {e}"));
+        match result {
+            Ok(()) => winners.push(user_id),
+            Err(StoreError::EmailTaken) => {}
+            Err(e) => panic!("concurrent registration: unexpected error {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one concurrent registration of an address succeeds");
+    for user in &contenders {
+        let stored = ok(store.get_user(&user.user_id).await, "get_user").is_some();
+        assert_eq!(stored, winners.contains(&user.user_id), "only the winner's user is stored");
+    }
+    let found = ok(store.find_user_by_email(&email).await, "find_user_by_email");
+    assert_eq!(found.map(|u| u.user_id), winners.first().cloned());
+}
+
+/// Lookups are by the normalised address the caller passes, exactly:
+/// distinct normalised addresses (a `+tag`, non-ASCII, a longer domain) are
+/// distinct users, and an unknown address finds nothing.
+pub async fn email_lookup_is_by_normalised_address<S: Store>(store: &Arc<S>) {
+    let local = fresh_id("n");
+    let addresses = [
+        format!("{local}@example.com"),
+        format!("{local}+tag@example.com"),
+        format!("{local}@example.com.au"),
+        format!("{local}-jos\u{e9}@b\u{fc}cher.example"),
+    ];
+    let mut users = Vec::new();
+    for email in &addresses {
+        let user = new_user(email);
+        ok(store.create_user(&user).await, "create_user");
+        users.push(user);
+    }
+    for user in &users {
+        let found = ok(store.find_user_by_email(&user.email).await, "find_user_by_email");
+        assert_eq!(found, Some(expected_record(user, 0, 0)), "lookup of {}", user.email);
+    }
+    for missing in
+        [format!("{local}@example.co"), format!("x{local}@example.com"), format!("{local}+other@example.com")]
+    {
+        assert_eq!(ok(store.find_user_by_email(&missing).await, "find_user_by_email"), None, "{missing}");
+    }
+}
+
+/// Unknown ids, addresses and token hashes read as `None`.
+pub async fn unknown_records_are_none<S: Store>(store: &Arc<S>) {
+    assert_eq!(ok(store.get_user(&fresh_id("nobody")).await, "get_user"), None);
+    assert_eq!(ok(store.find_user_by_email(&fresh_email()).await, "find_user_by_email"), None);
+    assert_eq!(ok(store.get_refresh(&fresh_id("nothing")).await, "get_refresh"), None);
+}
+
+/// Failure `n` (n >= 5) locks until `now + min(2^(n-5), 900)`; below 5 no
+/// lock. Counts far past 64 saturate instead of overflowing.
+pub async fn failures_lock_exponentially_and_cap<S: Store>(store: &Arc<S>) {
+    let user = registered(store.as_ref()).await;
+    let start = wall_clock();
+    for n in 1..=80u32 {
+        let now = start + u64::from(n);
+        let got = ok(store.record_login_failure(&user.user_id, now, LOCK_AFTER, MAX_LOCK_SECS).await, "failure");
+        let expected_lock =
+            if n < LOCK_AFTER { 0 } else { now + (1u64 << (n - LOCK_AFTER).min(20)).min(MAX_LOCK_SECS) };
+        assert_eq!(got, expected_record(&user, n, expected_lock), "after failure {n}");
+    }
+    let stored = ok(store.get_user(&user.user_id).await, "get_user");
+    assert_eq!(stored, Some(expected_record(&user, 80, start + 80 + MAX_LOCK_SECS)), "stored state");
+}
+
+/// The threshold and the cap are the caller's: threshold 3 and cap 10 give
+/// 1, 2, 4, 8, 10, 10 seconds; threshold 1 locks on the first failure.
+pub async fn lockout_threshold_and_cap_are_parameters<S: Store>(store: &Arc<S>) {
+    let user = registered(store.as_ref()).await;
+    let now = wall_clock();
+    let mut locks = Vec::new();
+    for _ in 0..8 {
+        locks.push(ok(store.record_login_failure(&user.user_id, now, 3, 10).await, "failure").locked_until);
+    }
+    let secs: Vec<u64> = locks.iter().map(|l| l.saturating_sub(now)).collect();
+    assert_eq!(secs, vec![0, 0, 1, 2, 4, 8, 10, 10]);
+
+    let eager = registered(store.as_ref()).await;
+    let got = ok(store.record_login_failure(&eager.user_id, now, 1, 60).await, "failure");
+    assert_eq!((got.failed_logins, got.locked_until), (1, now + 1));
+}
+
+/// Concurrent failures each count once (an atomic increment, not a lost
+/// update), and the final lock matches the final count.
+pub async fn concurrent_failures_all_count<S: Store>(store: &Arc<S>) {
+    let user = registered(store.as_ref()).await;
+    let now = wall_clock();
+    let racers = 12u32;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..racers {
+        let store = Arc::clone(store);
+        let id = user.user_id.clone();
+        tasks.spawn(async move { store.record_login_failure(&id, now, LOCK_AFTER, MAX_LOCK_SECS).await });
+    }
+    let mut counts = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let got = ok(joined.unwrap_or_else(|e| panic!("failure task: {e}")), "concurrent failure");
+        counts.push(got.failed_logins);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=racers).collect::<Vec<_>>(), "every failure counted exactly once");
+    let stored = ok(store.get_user(&user.user_id).await, "get_user");
+    let lock = now + (1u64 << (racers - LOCK_AFTER)).min(MAX_LOCK_SECS);
+    assert_eq!(stored, Some(expected_record(&user, racers, lock)));
+}
+
+/// A success resets the count and the lock once the lock has passed, and
+/// replaces the hash only when given one.
+pub async fn success_resets_and_rehashes<S: Store>(store: &Arc<S>) {
+    let user = registered(store.as_ref()).await;
+    let now = wall_clock();
+    for _ in 0..3 {
+        ok(store.record_login_failure(&user.user_id, now, LOCK_AFTER, MAX_LOCK_SECS).await, "failure");
+    }
+    assert!(ok(store.record_login_success(&user.user_id, now, None).await, "success"));
+    assert_eq!(ok(store.get_user(&user.user_id).await, "get_user"), Some(expected_record(&user, 0, 0)));
+
+    // Locked, then the lock passes: success resets count and lock.
+    for _ in 0..6 {
+        ok(store.record_login_failure(&user.user_id, now, LOCK_AFTER, MAX_LOCK_SECS).await, "failure");
+    }
+    let rehashed = "$argon2id$v=19$m=19456,t=2,p=1$bmV3c2FsdA$bmV3aGFzaA";
+    assert!(ok(store.record_login_success(&user.user_id, now + 2, Some(rehashed)).await, "success"));
+    let mut expected = expected_record(&user, 0, 0);
+    expected.password_hash = rehashed.to_owned();
+    assert_eq!(ok(store.get_user(&user.user_id).await, "get_user"), Some(expected.clone()));
+    // The next success without a new hash keeps the new one.
+    assert!(ok(store.record_login_success(&user.user_id, now + 3, None).await, "success"));
+    assert_eq!(ok(store.get_user(&user.user_id).await, "get_user"), Some(expected));
+}
+
+/// While `locked_until > now`, a success returns `false` and writes nothing
+/// (neither the reset nor the new hash); from `locked_until` on it succeeds.
+pub async fn success_refused_while_locked<S: Store>(store: &Arc<S>) {
+    let user = registered(store.as_ref()).await;
+    let now = wall_clock();
+    let mut last = None;
+    for _ in 0..7 {
+        last = Some(ok(store.record_login_failure(&user.user_id, now, LOCK_AFTER, MAX_LOCK_SECS).await, "failure"));
+    }
+    let locked = expected_record(&user, 7, now + 4);
+    assert_eq!(last, Some(locked.clone()));
+
+    let new_hash = "$argon2id$v=19$m=19456,t=2,p=1$bG9ja2Vk$bG9ja2Vk";
+    for at in [now, now + 3] {
+        let accepted = ok(store.record_login_success(&user.user_id, at, Some(new_hash)).await, "success");
+        assert!(!accepted, "success at {at} while locked until {}", now + 4);
+        assert_eq!(ok(store.get_user(&user.user_id).await, "get_user"), Some(locked.clone()), "nothing written");
+    }
+    assert!(ok(store.record_login_success(&user.user_id, now + 4, None).await, "success"), "lock over at locked_until");
+    assert_eq!(ok(store.get_user(&user.user_id).await, "get_user"), Some(expected_record(&user, 0, 0)));
+}
+
+// ---------------------------------------------------------------- sessions
+
+/// A session reads back: the first token (unused) with its family.
+pub async fn session_round_trip<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let user_id = fresh_id("user");
+    let (family, first) = session(store.as_ref(), &user_id, now).await;
+    let (record, read_family) =
+        ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("token stored"));
+    assert_eq!(record.token_hash, first.token_hash);
+    assert_eq!(record.family_id, family.family_id);
+    assert_eq!(record.user_id, user_id);
+    assert_eq!((record.issued_at, record.expires_at, record.used_at), (now, now + REFRESH_TTL, None));
+    assert_eq!(read_family, family);
+}
+
+/// A rotation marks the old token used at `now` and stores the new one; the
+/// next rotation of the old token is `AlreadyUsed { used_at }` and writes
+/// nothing; the successor rotates in turn.
+pub async fn rotate_once_then_already_used<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let (family, first) = session(store.as_ref(), &fresh_id("user"), now).await;
+    let second = token_in(&family, now + 10, now + 10 + REFRESH_TTL);
+    assert_eq!(ok(store.rotate(&first.token_hash, &second, now + 10).await, "rotate"), RotateOutcome::Rotated);
+
+    let (old, _) = ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("old kept"));
+    assert_eq!(old.used_at, Some(now + 10), "the old token is marked used at now");
+    let (new, new_family) =
+        ok(store.get_refresh(&second.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("new stored"));
+    assert_eq!((new.family_id.as_str(), new.user_id.as_str()), (family.family_id.as_str(), family.user_id.as_str()));
+    assert_eq!((new.issued_at, new.expires_at, new.used_at), (second.issued_at, second.expires_at, None));
+    assert_eq!(new_family, family);
+
+    let third = token_in(&family, now + 20, now + 20 + REFRESH_TTL);
+    let again = ok(store.rotate(&first.token_hash, &third, now + 20).await, "rotate");
+    assert_eq!(again, RotateOutcome::AlreadyUsed { used_at: now + 10 });
+    assert_not_stored(store.as_ref(), &third.token_hash, "AlreadyUsed").await;
+    let (old, _) = ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("old kept"));
+    assert_eq!(old.used_at, Some(now + 10), "the first use time is kept");
+
+    assert_eq!(ok(store.rotate(&second.token_hash, &third, now + 30).await, "rotate"), RotateOutcome::Rotated);
+}
+
+/// Rotating a token that was never stored is `Inactive` and writes nothing.
+pub async fn rotate_unknown_token_is_inactive<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let (family, _) = session(store.as_ref(), &fresh_id("user"), now).await;
+    let new = token_in(&family, now, now + REFRESH_TTL);
+    assert_eq!(ok(store.rotate(&fresh_id("unknown"), &new, now).await, "rotate"), RotateOutcome::Inactive);
+    assert_not_stored(store.as_ref(), &new.token_hash, "Inactive").await;
+}
+
+/// A token is expired from `expires_at` on: rotating it then is `Inactive`
+/// and writes nothing; a second earlier it still rotates.
+pub async fn rotate_expired_token_is_inactive<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let family = family(&fresh_id("user"), now, now + SESSION_MAX);
+    let short = token_in(&family, now, now + 60);
+    ok(store.create_session(&family, &short).await, "create_session");
+    let new = token_in(&family, now + 60, now + 60 + REFRESH_TTL);
+    assert_eq!(ok(store.rotate(&short.token_hash, &new, now + 60).await, "rotate"), RotateOutcome::Inactive);
+    assert_not_stored(store.as_ref(), &new.token_hash, "expired").await;
+    assert_unused(store.as_ref(), &short.token_hash, "expired").await;
+    assert_eq!(ok(store.rotate(&short.token_hash, &new, now + 59).await, "rotate"), RotateOutcome::Rotated);
+}
+
+/// Rotating a token of a revoked family is `Inactive` and writes nothing.
+pub async fn rotate_in_revoked_family_is_inactive<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let (family, first) = session(store.as_ref(), &fresh_id("user"), now).await;
+    ok(store.revoke_family(&family.family_id, now + 1).await, "revoke_family");
+    let new = token_in(&family, now + 2, now + 2 + REFRESH_TTL);
+    assert_eq!(ok(store.rotate(&first.token_hash, &new, now + 2).await, "rotate"), RotateOutcome::Inactive);
+    assert_not_stored(store.as_ref(), &new.token_hash, "revoked family").await;
+    assert_unused(store.as_ref(), &first.token_hash, "revoked family").await;
+}
+
+/// A family is over from its `expires_at` on (the absolute session
+/// lifetime), however fresh its tokens: rotating then is `Inactive` and
+/// writes nothing.
+pub async fn rotate_past_family_lifetime_is_inactive<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let family = family(&fresh_id("user"), now, now + 100);
+    let first = token_in(&family, now, now + REFRESH_TTL);
+    ok(store.create_session(&family, &first).await, "create_session");
+    let new = token_in(&family, now + 100, now + 100 + REFRESH_TTL);
+    assert_eq!(ok(store.rotate(&first.token_hash, &new, now + 100).await, "rotate"), RotateOutcome::Inactive);
+    assert_not_stored(store.as_ref(), &new.token_hash, "family past lifetime").await;
+    assert_unused(store.as_ref(), &first.token_hash, "family past lifetime").await;
+    assert_eq!(ok(store.rotate(&first.token_hash, &new, now + 99).await, "rotate"), RotateOutcome::Rotated);
+}
+
+/// A used token that is also expired, or whose family is revoked, is
+/// `Inactive` (not `AlreadyUsed`).
+pub async fn used_and_dead_token_is_inactive<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let family = family(&fresh_id("user"), now, now + SESSION_MAX);
+    let first = token_in(&family, now, now + 60);
+    ok(store.create_session(&family, &first).await, "create_session");
+    let second = token_in(&family, now + 1, now + 1 + REFRESH_TTL);
+    assert_eq!(ok(store.rotate(&first.token_hash, &second, now + 1).await, "rotate"), RotateOutcome::Rotated);
+
+    let late = token_in(&family, now + 60, now + 60 + REFRESH_TTL);
+    assert_eq!(ok(store.rotate(&first.token_hash, &late, now + 60).await, "rotate"), RotateOutcome::Inactive);
+    let early = token_in(&family, now + 2, now + 2 + REFRESH_TTL);
+    ok(store.revoke_family(&family.family_id, now + 2).await, "revoke_family");
+    assert_eq!(ok(store.rotate(&first.token_hash, &early, now + 3).await, "rotate"), RotateOutcome::Inactive);
+    assert_not_stored(store.as_ref(), &late.token_hash, "dead token").await;
+    assert_not_stored(store.as_ref(), &early.token_hash, "dead token").await;
+}
+
+/// [`RACERS`] concurrent rotations of one token, each with its own
+/// successor: exactly one `Rotated`, every other `AlreadyUsed` with the
+/// winner's time; afterwards the old token is marked used and exactly one
+/// successor (the winner's) is stored: no orphaned tokens.
+pub async fn concurrent_rotations_one_winner<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let (family, first) = session(store.as_ref(), &fresh_id("user"), now).await;
+    let at = now + 5;
+    let successors: Vec<NewRefresh> = (0..RACERS).map(|_| token_in(&family, at, at + REFRESH_TTL)).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for successor in successors.clone() {
+        let store = Arc::clone(store);
+        let old = first.token_hash.clone();
+        tasks.spawn(async move { (successor.token_hash.clone(), store.rotate(&old, &successor, at).await) });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (hash, result) = joined.unwrap_or_else(|e| panic!("rotation task: {e}"));
+        match ok(result, "concurrent rotate") {
+            RotateOutcome::Rotated => winners.push(hash),
+            RotateOutcome::AlreadyUsed { used_at } => assert_eq!(used_at, at, "losers see the winner's time"),
+            RotateOutcome::Inactive => panic!("a racing rotation of a live token was Inactive"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of {RACERS} concurrent rotations wins");
+
+    let (old, _) = ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("old kept"));
+    assert_eq!(old.used_at, Some(at), "the old token is marked used");
+    let mut stored = HashSet::new();
+    for successor in &successors {
+        if ok(store.get_refresh(&successor.token_hash).await, "get_refresh").is_some() {
+            stored.insert(successor.token_hash.clone());
+        }
+    }
+    assert_eq!(stored, winners.into_iter().collect::<HashSet<_>>(), "exactly the winner's successor is stored");
+}
+
+/// `add_to_family` stores a token in a live family, and returns `false`
+/// writing nothing for a revoked family, a family past its lifetime, or an
+/// unknown family.
+pub async fn add_to_family_only_while_active<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let (family, first) = session(store.as_ref(), &fresh_id("user"), now).await;
+    let extra = token_in(&family, now + 1, now + 1 + REFRESH_TTL);
+    assert!(ok(store.add_to_family(&extra, now + 1).await, "add_to_family"));
+    let (record, read_family) =
+        ok(store.get_refresh(&extra.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("extra stored"));
+    assert_eq!((record.family_id.as_str(), record.used_at), (family.family_id.as_str(), None));
+    assert_eq!(read_family, family);
+    assert_unused(store.as_ref(), &first.token_hash, "add_to_family leaves the others alone").await;
+
+    let past = token_in(&family, family.expires_at, family.expires_at + 1);
+    assert!(!ok(store.add_to_family(&past, family.expires_at).await, "add_to_family"), "past the family lifetime");
+    assert_not_stored(store.as_ref(), &past.token_hash, "family past lifetime").await;
+
+    let orphan = token_in(&self::family(&family.user_id, now, now + SESSION_MAX), now, now + REFRESH_TTL);
+    assert!(!ok(store.add_to_family(&orphan, now).await, "add_to_family"), "unknown family");
+    assert_not_stored(store.as_ref(), &orphan.token_hash, "unknown family").await;
+
+    ok(store.revoke_family(&family.family_id, now + 2).await, "revoke_family");
+    let late = token_in(&family, now + 3, now + 3 + REFRESH_TTL);
+    assert!(!ok(store.add_to_family(&late, now + 3).await, "add_to_family"), "revoked family");
+    assert_not_stored(store.as_ref(), &late.token_hash, "revoked family").await;
+}
+
+/// Revoking twice keeps the first time; revoking an unknown family is not an
+/// error and creates nothing.
+pub async fn revoke_family_is_idempotent<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let (family, first) = session(store.as_ref(), &fresh_id("user"), now).await;
+    ok(store.revoke_family(&family.family_id, now + 1).await, "revoke_family");
+    ok(store.revoke_family(&family.family_id, now + 2).await, "revoke_family again");
+    let (_, read_family) =
+        ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("token kept"));
+    assert_eq!(read_family.revoked_at, Some(now + 1), "the first revocation time is kept");
+
+    let unknown = self::family(&fresh_id("user"), now, now + SESSION_MAX);
+    ok(store.revoke_family(&unknown.family_id, now).await, "revoke_family of an unknown family");
+    // Had the revocation created a (revoked) family, this would still be
+    // false; a live family created now must be usable.
+    let token = token_in(&unknown, now, now + REFRESH_TTL);
+    ok(store.create_session(&unknown, &token).await, "create_session after revoking an unknown id");
+    let (_, created) =
+        ok(store.get_refresh(&token.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("stored"));
+    assert_eq!(created, unknown, "revoking an unknown family left nothing behind");
+}
+
+/// `revoke_user_families` revokes every live family of the user, counts only
+/// the newly revoked ones, keeps earlier revocation times and leaves other
+/// users alone.
+pub async fn revoke_user_families_counts_new_revocations<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let user_id = fresh_id("user");
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(session(store.as_ref(), &user_id, now).await);
+    }
+    let (bystander_family, bystander_token) = session(store.as_ref(), &fresh_id("user"), now).await;
+    ok(store.revoke_family(&sessions[0].0.family_id, now + 1).await, "revoke_family");
+
+    assert_eq!(ok(store.revoke_user_families(&user_id, now + 2).await, "revoke_user_families"), 3);
+    for (i, (family, token)) in sessions.iter().enumerate() {
+        let (_, read) = ok(store.get_refresh(&token.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("kept"));
+        assert_eq!(read.family_id, family.family_id);
+        assert_eq!(read.revoked_at, Some(if i == 0 { now + 1 } else { now + 2 }), "family {i}");
+    }
+    assert_eq!(ok(store.revoke_user_families(&user_id, now + 3).await, "revoke_user_families"), 0, "nothing new");
+    assert_eq!(ok(store.revoke_user_families(&fresh_id("user"), now).await, "revoke_user_families"), 0, "no families");
+
+    let (_, read) =
+        ok(store.get_refresh(&bystander_token.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("kept"));
+    assert_eq!(read, bystander_family, "another user's family is untouched");
+}
