@@ -13,7 +13,22 @@
 //! request, so an outage (timeout, throttling, lost connection) leaves either
 //! everything or nothing written. The SDK gives every `TransactWriteItems`
 //! call an idempotency token (`ClientRequestToken`) that its own retries
-//! reuse, so a retry after a lost response does not run a transaction twice.
+//! reuse, so DynamoDB answers a retry after a lost response without running
+//! the transaction twice. Servers without idempotency tokens (moto) cancel
+//! such a retry instead; the store then recognises its own write (the email
+//! marker holds this call's user id, the successor token is this call's
+//! `new`) and reports success rather than `EmailTaken` or `AlreadyUsed`.
+//! Distinct calls never share a user id or a token hash (both are fresh
+//! random values), so this cannot turn another call's write into ours.
+//!
+//! Errors: throttling, timeouts, connection failures, 5xx, and requests
+//! DynamoDB refuses (missing table, validation) are
+//! [`StoreError::Unavailable`] naming the operation and the error code only,
+//! never item contents; records that do not parse are
+//! [`StoreError::Corrupt`]. Each call is bounded by the timeouts of
+//! [`DynamoConfig`] (1 s connect, 1 s per attempt, 3 s per operation, 3
+//! attempts by default). Transactions cancelled only by conflicts with other
+//! transactions are retried a few times with jitter (the SDK does not).
 //!
 //! Consistency: reads that a decision depends on are consistent (`get_user`,
 //! `get_refresh`, the email-marker fallback). Two reads cannot be, because
@@ -32,7 +47,8 @@
 //! threshold. When that condition fails, DynamoDB returns the current item
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`) and the store writes
 //! `SET failedLogins = :count, lockedUntil = :until` conditional on the count
-//! it saw (compare-and-set, retried a few times under contention). The lock
+//! it saw (compare-and-set; a lost race means another failure was counted,
+//! so up to 32 concurrent failures of one account all succeed). The lock
 //! duration depends on the new count and DynamoDB update expressions cannot
 //! compute `2^n` or `min`, so this is how the count and the lock stay one
 //! atomic write.
@@ -58,7 +74,7 @@ use aws_sdk_dynamodb::types::{
 };
 use tokio::task::JoinSet;
 
-use super::{Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError, UserRecord};
+use super::{Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError, UserRecord, lockout_secs};
 
 /// Name of the GSI on the Users table (partition key `email`).
 pub const EMAIL_INDEX: &str = "email-index";
@@ -647,7 +663,10 @@ impl Store for DynamoStore {
                     if count >= lock_after {
                         req.update_expression("SET #fl = :count, #lu = :until")
                             .expression_attribute_names("#lu", "lockedUntil")
-                            .expression_attribute_values(":until", n(lock_until(now, count, lock_after, max_lock_secs)))
+                            .expression_attribute_values(
+                                ":until",
+                                n(now.saturating_add(lockout_secs(count, lock_after, max_lock_secs))),
+                            )
                     } else {
                         req.update_expression("SET #fl = :count")
                     }
@@ -884,13 +903,6 @@ fn family_active(family: &Family, now: u64) -> bool {
     family.revoked_at.is_none() && family.expires_at > now
 }
 
-/// `now + min(2^(count - lock_after), max_lock_secs)`, saturating.
-fn lock_until(now: u64, count: u32, lock_after: u32, max_lock_secs: u64) -> u64 {
-    let exponent = count.saturating_sub(lock_after);
-    let secs = 1u64.checked_shl(exponent).unwrap_or(u64::MAX).min(max_lock_secs);
-    now.saturating_add(secs)
-}
-
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -1008,24 +1020,4 @@ where
         tracing::warn!(operation = op, error = %what, detail = %DisplayErrorContext(err), "DynamoDB request failed");
     }
     StoreError::Unavailable(format!("DynamoDB {op}: {what}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lock_until;
-
-    #[test]
-    fn lock_doubles_from_one_second_and_is_capped() {
-        assert_eq!(lock_until(100, 5, 5, 900), 101);
-        assert_eq!(lock_until(100, 6, 5, 900), 102);
-        assert_eq!(lock_until(100, 14, 5, 900), 100 + 512);
-        assert_eq!(lock_until(100, 15, 5, 900), 100 + 900);
-    }
-
-    #[test]
-    fn lock_saturates_instead_of_overflowing() {
-        assert_eq!(lock_until(100, 5 + 64, 5, 900), 1000);
-        assert_eq!(lock_until(100, u32::MAX, 5, u64::MAX), u64::MAX);
-        assert_eq!(lock_until(u64::MAX - 1, 7, 5, 900), u64::MAX);
-    }
 }
