@@ -13,7 +13,9 @@ unchecked there. check.sh lints this output a second time to cover them.
 `invariants` checks the security and design contracts of the translated
 template: which routes are public, the authorizer cache TTL against the token
 lifetime, the IAM actions each function gets, the Rust function packaging and
-environment, and the DynamoDB layout of docs/DESIGN.md. Each failure prints one
+environment, that every parameter-driven function property is fingerprinted
+(so a new value reaches the `live` alias), and the DynamoDB layout of
+docs/DESIGN.md. Each failure prints one
 line starting with `INVARIANT:`; the exit code is 1 if any failed.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -58,6 +61,12 @@ ISSUER_ACTIONS = {
     "logs:PutLogEvents",
 }
 AUTHORIZER_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+# Function properties that may depend on parameters without being part of the
+# version fingerprint: they live on the alias or name the function itself.
+NOT_FINGERPRINTED = {"ProvisionedConcurrencyConfig", "VersionDescription", "FunctionName"}
+
+FINGERPRINTS = {"IssuerFunction": "IssuerConfigFingerprint", "AuthorizerFunction": "AuthorizerConfigFingerprint"}
 
 RUST_FUNCTIONS = {
     # logical id: (binary, required environment)
@@ -274,6 +283,57 @@ class Checker:
         if str(ttl.get("ISSUER_ACCESS_TTL_SECS")) != str(ACCESS_TOKEN_TTL_SECS):
             self.fail(f"IssuerFunction: ISSUER_ACCESS_TTL_SECS must be {ACCESS_TOKEN_TTL_SECS} (the cache TTL rule assumes it)")
 
+    def parameter_refs(self, value: Any) -> set[str]:
+        """Template parameters a value depends on (Fn::If counts as its condition's)."""
+        params = set(self.source.get("Parameters", {}))
+        found: set[str] = set()
+
+        def walk(v: Any) -> None:
+            if isinstance(v, dict):
+                if "Ref" in v and v["Ref"] in params:
+                    found.add(v["Ref"])
+                sub = v.get("Fn::Sub")
+                text = sub[0] if isinstance(sub, list) and sub else sub
+                if isinstance(text, str):
+                    found.update(n for n in re.findall(r"\$\{([A-Za-z0-9]+)\}", text) if n in params)
+                cond = v.get("Fn::If")
+                if isinstance(cond, list) and cond:
+                    walk(self.source.get("Conditions", {}).get(cond[0]))
+                if "Condition" in v and isinstance(v["Condition"], str):
+                    walk(self.source.get("Conditions", {}).get(v["Condition"]))
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, list):
+                for x in v:
+                    walk(x)
+
+        walk(value)
+        return found
+
+    def fingerprints(self) -> None:
+        src = self.source.get("Resources", {})
+        for fid, fpid in FINGERPRINTS.items():
+            props = src.get(fid, {}).get("Properties", {})
+            fp = src.get(fpid, {})
+            if fp.get("Type") != "Custom::ConfigFingerprint":
+                self.fail(f"{fpid}: expected a Custom::ConfigFingerprint for {fid}")
+                continue
+            fprops = {k: v for k, v in fp.get("Properties", {}).items() if k != "ServiceToken"}
+            if f"${{{fpid}.Sha256}}" not in json.dumps(props.get("VersionDescription")):
+                self.fail(f"{fid}: VersionDescription must carry ${{{fpid}.Sha256}}")
+            for key, value in props.items():
+                if key in NOT_FINGERPRINTED:
+                    continue
+                refs = self.parameter_refs(value)
+                if refs and key not in fprops:
+                    self.fail(
+                        f"{fid}: {key} depends on {sorted(refs)} but is not in {fpid}; a new value would not"
+                        " reach the live alias"
+                    )
+            for key, value in fprops.items():
+                if props.get(key) != value:
+                    self.fail(f"{fpid}: {key} differs from {fid}.{key}; they must be identical")
+
     def tables(self) -> None:
         for tid, (index, key, projection, attrs, ttl_attr) in TABLES.items():
             t = self.resource(tid, "AWS::DynamoDB::Table")
@@ -308,6 +368,7 @@ class Checker:
         self.policies("IssuerRole", ISSUER_ACTIONS)
         self.policies("AuthorizerRole", AUTHORIZER_ACTIONS)
         self.functions()
+        self.fingerprints()
         self.tables()
         return self.failures
 
