@@ -55,3 +55,60 @@ pub async fn run<S: Store>(app: Arc<App<S>>) -> Result<(), lambda_http::Error> {
     }))
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{IssuerConfig, Shape};
+    use crate::keys::KeyRing;
+    use crate::store::sqlite::{SqliteOptions, SqliteStore};
+
+    const REST: &str = include_str!("../tests/fixtures/apigw_rest_request.json");
+    const HTTP_API: &str = include_str!("../tests/fixtures/apigw_v2_request.json");
+
+    fn app(dir: &std::path::Path) -> App<SqliteStore> {
+        let d = dir.to_string_lossy().into_owned();
+        let pairs = [
+            ("ISSUER_URL", "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"),
+            ("ISSUER_AUDIENCE", "api"),
+            ("ISSUER_COOKIE_PATH_PREFIX", "/prod"),
+            ("ISSUER_DATA_DIR", d.as_str()),
+        ];
+        let cfg = IssuerConfig::from_settings(&token_core::Settings::from_pairs(&pairs), Shape::Local).unwrap();
+        let store = SqliteStore::open_in_dir(dir, &SqliteOptions::default()).unwrap();
+        App::new(cfg, store, KeyRing::generate(token_core::Algorithm::ES256).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn rest_and_http_api_events_reach_the_handlers() {
+        let dir = std::env::temp_dir().join(format!("issuer-lambda-{}", crate::tokens::random_id().unwrap()));
+        let app = app(&dir);
+
+        // REST API (v1): path without the stage, plain JSON body.
+        let event = lambda_http::request::from_str(REST).unwrap();
+        let resp = handle_event(&app, event).await;
+        assert_eq!(resp.status(), 201, "{:?}", resp.body());
+
+        // HTTP API (v2): stage in the raw path, base64 body, cookies array.
+        let event = lambda_http::request::from_str(HTTP_API).unwrap();
+        let resp = handle_event(&app, event).await;
+        assert_eq!(resp.status(), 200, "{:?}", resp.body());
+        let cookies: Vec<_> = resp.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(cookies.len(), 2);
+        assert!(cookies[0].contains("Path=/prod/refresh;"), "{cookies:?}");
+        assert!(cookies[1].contains("Path=/prod/logout;"), "{cookies:?}");
+        match resp.body() {
+            Body::Text(t) => assert!(t.contains("\"token_type\":\"Bearer\"")),
+            other => panic!("{other:?}"),
+        }
+
+        // Unknown route and wrong method through the adapter.
+        let event = lambda_http::request::from_str(&REST.replace("\"/register\"", "\"/nope\"")).unwrap();
+        assert_eq!(handle_event(&app, event).await.status(), 404);
+        let event =
+            lambda_http::request::from_str(&REST.replace("\"httpMethod\": \"POST\"", "\"httpMethod\": \"GET\""))
+                .unwrap();
+        assert_eq!(handle_event(&app, event).await.status(), 405);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -130,6 +130,8 @@ pub async fn serve_with<S: Store>(
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(opts.header_timeout)
+                // Request line and headers: 64 KiB at most (bodies are bounded separately).
+                .max_buf_size(64 * 1024)
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
