@@ -17,7 +17,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
-use token_core::{Decision, VerifiedToken, Verifier, VerifyError, unix_now};
+use token_core::{Credentials, Decision, VerifiedToken, Verifier, VerifyError, parse_authorization, unix_now};
 use tracing::debug;
 
 /// Response body type.
@@ -37,33 +37,18 @@ pub struct Sidecar {
     request_timeout: Duration,
 }
 
-/// What the `Authorization` header held.
-#[derive(Debug, PartialEq, Eq)]
-enum Credentials<'a> {
-    Bearer(&'a str),
-    /// No header, or another scheme: answer with a bare challenge (RFC 6750 3.1).
-    Missing,
-    /// A Bearer header that is not one: several headers, no token, bad characters.
-    Malformed,
-}
-
+/// The one `Authorization` value, or `Malformed` when there are several
+/// or it is not visible ASCII.
 fn bearer(headers: &HeaderMap) -> Credentials<'_> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else { return Credentials::Missing };
     if values.next().is_some() {
         return Credentials::Malformed;
     }
-    let Ok(value) = value.to_str() else { return Credentials::Malformed };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Credentials::Missing;
+    match value.to_str() {
+        Ok(v) => parse_authorization(Some(v)),
+        Err(_) => Credentials::Malformed,
     }
-    let token = rest.trim_start_matches(' ');
-    // RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-    let body = token.trim_end_matches('=');
-    let valid = !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'));
-    if valid { Credentials::Bearer(token) } else { Credentials::Malformed }
 }
 
 /// The scopes asked for with `?scope=a+b` (repeatable).
@@ -255,33 +240,19 @@ mod tests {
     }
 
     #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        for v in ["Bearer a.b.c", "bearer a.b.c", "BEARER a.b.c", "Bearer   a.b.c"] {
-            assert_eq!(bearer(&headers(&[v])), Credentials::Bearer("a.b.c"), "{v}");
-        }
-    }
-
-    #[test]
-    fn missing_or_other_scheme_gets_a_bare_challenge() {
+    fn one_bearer_header() {
+        assert_eq!(bearer(&headers(&["bearer a.b.c"])), Credentials::Bearer("a.b.c"));
         assert_eq!(bearer(&headers(&[])), Credentials::Missing);
         assert_eq!(bearer(&headers(&["Basic dXNlcjpwYXNz"])), Credentials::Missing);
-        assert_eq!(bearer(&headers(&["Bearerx a.b.c"])), Credentials::Missing);
+        assert_eq!(bearer(&headers(&["Bearer a b"])), Credentials::Malformed);
     }
 
     #[test]
-    fn malformed_bearer_headers() {
-        for v in ["Bearer", "Bearer ", "Bearer a b", "Bearer a,b", "Bearer ==", "Bearer a\"b"] {
-            assert_eq!(bearer(&headers(&[v])), Credentials::Malformed, "{v:?}");
-        }
+    fn several_or_non_ascii_headers_are_malformed() {
         assert_eq!(bearer(&headers(&["Bearer a.b.c", "Bearer d.e.f"])), Credentials::Malformed);
         let mut h = HeaderMap::new();
         h.insert(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap());
         assert_eq!(bearer(&h), Credentials::Malformed);
-    }
-
-    #[test]
-    fn token68_padding_is_allowed() {
-        assert_eq!(bearer(&headers(&["Bearer abc=="])), Credentials::Bearer("abc=="));
     }
 
     #[test]

@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod alg;
+mod bearer;
 mod cache;
 pub mod config;
 mod error;
@@ -45,6 +46,7 @@ mod token;
 mod verifier;
 
 pub use alg::{Algorithm, UnknownAlgorithm};
+pub use bearer::{Credentials, parse_authorization};
 pub use config::{ConfigError, Settings, TrustedIssuer, VerifierConfig};
 pub use error::{Claim, VerifyError};
 pub use metrics::{Decision, Metrics};
