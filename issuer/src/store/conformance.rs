@@ -55,6 +55,7 @@ pub async fn run_all<S: Store>(store: Arc<S>) {
     success_resets_and_rehashes(&store).await;
     success_refused_while_locked(&store).await;
     session_round_trip(&store).await;
+    create_session_is_all_or_nothing(&store).await;
     rotate_once_then_already_used(&store).await;
     rotate_unknown_token_is_inactive(&store).await;
     rotate_expired_token_is_inactive(&store).await;
@@ -86,6 +87,7 @@ macro_rules! store_conformance_tests {
             success_resets_and_rehashes,
             success_refused_while_locked,
             session_round_trip,
+            create_session_is_all_or_nothing,
             rotate_once_then_already_used,
             rotate_unknown_token_is_inactive,
             rotate_expired_token_is_inactive,
@@ -401,6 +403,33 @@ pub async fn session_round_trip<S: Store>(store: &Arc<S>) {
     assert_eq!(record.user_id, user_id);
     assert_eq!((record.issued_at, record.expires_at, record.used_at), (now, now + REFRESH_TTL, None));
     assert_eq!(read_family, family);
+}
+
+/// `create_session` writes the family and its first token together or not
+/// at all: when either already exists the call fails (with any error) and
+/// the other is not written.
+pub async fn create_session_is_all_or_nothing<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let (family, first) = session(store.as_ref(), &fresh_id("user"), now).await;
+
+    // The family exists: the new token must not appear.
+    let stray = token_in(&family, now + 1, now + 1 + REFRESH_TTL);
+    let mut again = family.clone();
+    again.expires_at += 1;
+    assert!(store.create_session(&again, &stray).await.is_err(), "a second family with the same id");
+    assert_not_stored(store.as_ref(), &stray.token_hash, "existing family").await;
+    let (_, read) = ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("kept"));
+    assert_eq!(read, family, "the existing family is unchanged");
+
+    // The token exists: the new family must not appear.
+    let other = self::family(&family.user_id, now, now + SESSION_MAX);
+    let mut clash = first.clone();
+    clash.family_id = other.family_id.clone();
+    assert!(store.create_session(&other, &clash).await.is_err(), "a token hash that is already stored");
+    let probe = token_in(&other, now, now + REFRESH_TTL);
+    assert!(!ok(store.add_to_family(&probe, now).await, "add_to_family"), "the new family must not exist");
+    let (kept, read) = ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("kept"));
+    assert_eq!((kept.family_id, read), (family.family_id.clone(), family), "the existing token is unchanged");
 }
 
 /// A rotation marks the old token used at `now` and stores the new one; the
