@@ -4,8 +4,7 @@
 
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// Which kind of event arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,34 +17,133 @@ pub enum EventKind {
     HttpApiV2,
 }
 
-/// An authorizer event. Unknown fields are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// An authorizer event. Unknown fields are ignored, and reading one never
+/// fails: a member of the wrong type, or a payload that is not an object,
+/// leaves the field empty and the handler answers `Unauthorized` instead of
+/// the runtime reporting a deserialization error.
+#[derive(Debug, Default, Clone)]
 pub struct AuthorizerEvent {
     /// `TOKEN` or `REQUEST`.
-    #[serde(rename = "type", default)]
     pub kind: Option<String>,
     /// `2.0` for HTTP API payload 2.0, `1.0` for HTTP API payload 1.0, absent for REST.
-    #[serde(default)]
     pub version: Option<String>,
     /// TOKEN events (and HTTP API 1.0): the header value.
-    #[serde(default)]
     pub authorization_token: Option<String>,
     /// REST events and HTTP API 1.0.
-    #[serde(default)]
     pub method_arn: Option<String>,
     /// HTTP API 2.0.
-    #[serde(default)]
     pub route_arn: Option<String>,
-    /// The `Authorization` header(s) found in `headers` / `multiValueHeaders`.
-    #[serde(default, rename = "headers", deserialize_with = "authorization_in_headers")]
+    /// The `Authorization` header(s) found in `headers`.
     pub header_authorization: Found,
     /// Same, from REST's `multiValueHeaders`.
-    #[serde(default, rename = "multiValueHeaders", deserialize_with = "authorization_in_multi_headers")]
     pub multi_header_authorization: Found,
-    /// HTTP API 2.0: the identity source values (an array); 1.0: a string.
-    #[serde(default, deserialize_with = "identity_source")]
+    /// HTTP API 2.0: the first identity source value; 1.0: the string.
     pub identity_source: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AuthorizerEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EventVisitor)
+    }
+}
+
+struct EventVisitor;
+
+impl<'de> Visitor<'de> for EventVisitor {
+    type Value = AuthorizerEvent;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an API Gateway authorizer event")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AuthorizerEvent, A::Error> {
+        let mut e = AuthorizerEvent::default();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "type" => e.kind = map.next_value::<Lenient>()?.0,
+                "version" => e.version = map.next_value::<Lenient>()?.0,
+                "authorizationToken" => e.authorization_token = map.next_value::<Lenient>()?.0,
+                "methodArn" => e.method_arn = map.next_value::<Lenient>()?.0,
+                "routeArn" => e.route_arn = map.next_value::<Lenient>()?.0,
+                "headers" => e.header_authorization = map.next_value::<HeaderScan<false>>()?.0,
+                "multiValueHeaders" => e.multi_header_authorization = map.next_value::<HeaderScan<true>>()?.0,
+                "identitySource" => e.identity_source = map.next_value::<IdentitySource>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    // Not an object: an event of no known shape.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AuthorizerEvent, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(AuthorizerEvent::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<AuthorizerEvent, E> {
+        Ok(AuthorizerEvent::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<AuthorizerEvent, E> {
+        Ok(AuthorizerEvent::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<AuthorizerEvent, E> {
+        Ok(AuthorizerEvent::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<AuthorizerEvent, E> {
+        Ok(AuthorizerEvent::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<AuthorizerEvent, E> {
+        Ok(AuthorizerEvent::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<AuthorizerEvent, E> {
+        Ok(AuthorizerEvent::default())
+    }
+}
+
+/// A string, or `None` for any other JSON value (consumed).
+struct Lenient(Option<String>);
+
+impl<'de> Deserialize<'de> for Lenient {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Lenient;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Lenient, E> {
+                Ok(Lenient(Some(v)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Lenient, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Lenient, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Authorization header values found while scanning a header map.
@@ -93,32 +191,22 @@ impl AuthorizerEvent {
     }
 }
 
-fn authorization_in_headers<'de, D: Deserializer<'de>>(d: D) -> Result<Found, D::Error> {
-    d.deserialize_option(HeadersVisitor { multi: false })
+/// Scans a header map (or multi-value map when `MULTI`) for Authorization.
+struct HeaderScan<const MULTI: bool>(Found);
+
+impl<'de, const MULTI: bool> Deserialize<'de> for HeaderScan<MULTI> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(HeadersVisitor::<MULTI>).map(HeaderScan)
+    }
 }
 
-fn authorization_in_multi_headers<'de, D: Deserializer<'de>>(d: D) -> Result<Found, D::Error> {
-    d.deserialize_option(HeadersVisitor { multi: true })
-}
+struct HeadersVisitor<const MULTI: bool>;
 
-struct HeadersVisitor {
-    multi: bool,
-}
-
-impl<'de> Visitor<'de> for HeadersVisitor {
+impl<'de, const MULTI: bool> Visitor<'de> for HeadersVisitor<MULTI> {
     type Value = Found;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a header map or null")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Found, E> {
-        Ok(Found::default())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Found, E> {
-        Ok(Found::default())
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
-        d.deserialize_map(self)
+        f.write_str("a header map")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
         let mut found = Found::default();
@@ -127,10 +215,10 @@ impl<'de> Visitor<'de> for HeadersVisitor {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
-            let values: Vec<String> = if self.multi {
-                map.next_value::<Option<Vec<String>>>()?.unwrap_or_default()
+            let values: Vec<String> = if MULTI {
+                map.next_value::<Strings>()?.0
             } else {
-                map.next_value::<Option<String>>()?.into_iter().collect()
+                map.next_value::<Lenient>()?.0.into_iter().collect()
             };
             found.count += values.len();
             if found.value.is_none() {
@@ -139,34 +227,134 @@ impl<'de> Visitor<'de> for HeadersVisitor {
         }
         Ok(found)
     }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Found, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Found::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Found, E> {
+        Ok(Found::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Found, E> {
+        Ok(Found::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Found, E> {
+        Ok(Found::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Found, E> {
+        Ok(Found::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Found, E> {
+        Ok(Found::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Found, E> {
+        Ok(Found::default())
+    }
 }
 
-fn identity_source<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string, an array of strings, or null")
+/// The string members of an array (other members are counted as values but
+/// dropped); `[]` for anything else.
+struct Strings(Vec<String>);
+
+impl<'de> Deserialize<'de> for Strings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Strings;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strings, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Lenient(v)) = seq.next_element::<Lenient>()? {
+                    // A non-string value still counts: two values are ambiguous.
+                    out.push(v.unwrap_or_default());
+                }
+                Ok(Strings(out))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Strings, E> {
+                Ok(Strings(vec![v.to_owned()]))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Strings, E> {
+                Ok(Strings(Vec::new()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Strings, E> {
+                Ok(Strings(Vec::new()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Strings, E> {
+                Ok(Strings(Vec::new()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Strings, E> {
+                Ok(Strings(Vec::new()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Strings, E> {
+                Ok(Strings(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strings, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Strings(Vec::new()))
+            }
         }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            // The first identity source is the Authorization header when the
-            // authorizer is configured with `$request.header.Authorization`.
-            let first = seq.next_element::<String>()?;
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(first)
+        d.deserialize_any(V)
+    }
+}
+
+/// HTTP API 2.0 sends an array (the first value is the Authorization header
+/// when that is the identity source); 1.0 sends a string.
+struct IdentitySource(Option<String>);
+
+impl<'de> Deserialize<'de> for IdentitySource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Strings(values) = Strings::deserialize(d)?;
+        Ok(IdentitySource(values.into_iter().next().filter(|v| !v.is_empty())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anything_that_is_json_reads_without_error() {
+        for text in [
+            "[]",
+            "5",
+            "null",
+            "\"x\"",
+            "{}",
+            r#"{"type":5,"headers":[1],"multiValueHeaders":{"authorization":7},"identitySource":{"a":1}}"#,
+        ] {
+            let e: AuthorizerEvent = serde_json::from_str(text).unwrap();
+            assert_eq!(e.event_kind(), None, "{text}");
         }
     }
-    d.deserialize_option(V)
+
+    #[test]
+    fn header_names_are_case_insensitive() {
+        let e: AuthorizerEvent =
+            serde_json::from_str(r#"{"type":"REQUEST","headers":{"AUTHORIZATION":"Bearer x"}}"#).unwrap();
+        assert_eq!(e.authorization(), Ok(Some("Bearer x")));
+    }
+
+    #[test]
+    fn several_authorization_values_are_ambiguous() {
+        let e: AuthorizerEvent = serde_json::from_str(
+            r#"{"type":"REQUEST","headers":{"Authorization":"Bearer a","authorization":"Bearer b"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.authorization(), Err(()));
+        let e: AuthorizerEvent =
+            serde_json::from_str(r#"{"type":"REQUEST","multiValueHeaders":{"Authorization":["Bearer a", 5]}}"#)
+                .unwrap();
+        assert_eq!(e.authorization(), Err(()));
+    }
+
+    #[test]
+    fn identity_source_forms() {
+        let v2: AuthorizerEvent =
+            serde_json::from_str(r#"{"version":"2.0","type":"REQUEST","identitySource":["Bearer a"]}"#).unwrap();
+        assert_eq!(v2.authorization(), Ok(Some("Bearer a")));
+        let v1: AuthorizerEvent =
+            serde_json::from_str(r#"{"version":"1.0","type":"REQUEST","identitySource":"Bearer b"}"#).unwrap();
+        assert_eq!(v1.authorization(), Ok(Some("Bearer b")));
+    }
 }
