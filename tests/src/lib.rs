@@ -3,6 +3,8 @@
 //! - [`JwksServer`]: serves a JWKS on a loopback port, counts fetches, and can
 //!   fail, hang or serve garbage on demand.
 //! - [`tokens`]: mint tokens in the profile for tests.
+//! - [`RuntimeApi`]: the Lambda Runtime API on loopback, for bootstrap binaries.
+//! - [`Proc`]: a workspace binary started for a test.
 //! - [`bin_path`]: find a workspace binary built by `cargo build --bins`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +22,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use token_core::{PublicJwks, SigningKey};
 use tokio::net::TcpListener;
+
+pub mod runtime_api;
+pub use runtime_api::{Outcome, RuntimeApi};
 
 /// How the JWKS endpoint answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,13 +185,22 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `bin` (a workspace binary) with `args` and `env` (on top of
-    /// this process's environment, with JSON logs), and waits up to 30 s for
-    /// a log line carrying a `listen` field.
+    /// Starts `bin` and waits up to 30 s for a log line carrying a `listen`
+    /// field (see [`Proc::start`]).
     ///
     /// # Panics
     /// When it exits or does not report an address in time, with its logs.
     pub fn spawn(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::launch(bin, args, env, true)
+    }
+
+    /// Starts `bin` (a workspace binary) with `args` and `env` only (a clean
+    /// environment but `PATH`, JSON logs), without waiting for anything.
+    pub fn start(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::launch(bin, args, env, false)
+    }
+
+    fn launch(bin: &str, args: &[&str], env: &[(&str, &str)], wait_for_listen: bool) -> Proc {
         use std::io::BufRead;
         let mut cmd = std::process::Command::new(bin_path(bin));
         cmd.args(args)
@@ -195,15 +209,23 @@ impl Proc {
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let out_sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                out_sink.lock().unwrap().push(line);
+            }
+        });
         let sink = Arc::clone(&logs);
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
@@ -216,6 +238,9 @@ impl Proc {
                 sink.lock().unwrap().push(line);
             }
         });
+        if !wait_for_listen {
+            return Proc { child, addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)), logs };
+        }
         match rx.recv_timeout(std::time::Duration::from_secs(30)) {
             Ok(addr) => Proc { child, addr, logs },
             Err(_) => {

@@ -2,5 +2,6 @@
 //! would be another binary to link); suites are modules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authorizer;
 mod jwks;
 mod sidecar;

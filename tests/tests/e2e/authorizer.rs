@@ -1,0 +1,143 @@
+//! The compiled authorizer bootstrap driven through the Lambda Runtime API on
+//! loopback, as Lambda drives it, with a local JWKS server.
+
+use std::time::{Duration, Instant};
+
+use e2e_tests::tokens::{claims, sign};
+use e2e_tests::{JwksServer, Outcome, Proc, RuntimeApi};
+use serde_json::{Value, json};
+use token_core::{Algorithm, SigningKey};
+
+const ISS: &str = "https://issuer.test";
+const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/GET/pets";
+
+fn start(rt: &RuntimeApi, jwks: &JwksServer, extra: &[(&str, &str)]) -> Proc {
+    let url = jwks.url();
+    let lambda = rt.lambda_env();
+    let mut env: Vec<(&str, &str)> = lambda.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend_from_slice(&[
+        ("AUTH_ISSUER", ISS),
+        ("AUTH_AUDIENCE", "api"),
+        ("AUTH_JWKS_URL", url.as_str()),
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+    ]);
+    env.extend_from_slice(extra);
+    Proc::start("authorizer", &[], &env)
+}
+
+fn token_event(token: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"type": "TOKEN", "authorizationToken": format!("Bearer {token}"), "methodArn": ARN}))
+        .unwrap()
+}
+
+fn assert_unauthorized(o: &Outcome) {
+    match o {
+        Outcome::Error(_) => {
+            let v = o.json();
+            assert_eq!(v["errorMessage"], "Unauthorized", "{v}");
+            assert_eq!(v["errorType"], "Unauthorized", "{v}");
+        }
+        Outcome::Response(b) => panic!("expected Unauthorized, got {}", String::from_utf8_lossy(b)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_answers_a_run_of_events() {
+    let k = SigningKey::generate(Algorithm::RS256, "rs1").unwrap();
+    let jwks = JwksServer::start(&[&k]).await;
+    let rt = RuntimeApi::start().await;
+    let started = Instant::now();
+    let p = start(&rt, &jwks, &[("AUTH_ROUTE_SCOPES", "GET /pets=pets:read,POST /pets=pets:write")]);
+
+    let reader = sign(&k, &claims(ISS, "api", "user-1", "pets:read", 900));
+    let v = rt.invoke(token_event(&reader)).await.json();
+    let init = rt.first_poll().unwrap().duration_since(started);
+    assert_eq!(jwks.fetches(), 1, "JWKS fetched during init, once");
+    assert_eq!(v["principalId"], "user-1");
+    assert_eq!(v["context"]["sub"], "user-1");
+    let statements = v["policyDocument"]["Statement"].as_array().unwrap();
+    assert_eq!(statements[0]["Effect"], "Allow");
+    assert_eq!(
+        statements[0]["Resource"],
+        json!(["arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/GET/pets"])
+    );
+    assert_eq!(statements[1]["Effect"], "Deny");
+
+    // Invalid tokens: exactly "Unauthorized", the sandbox keeps serving.
+    let expired = sign(&k, &claims(ISS, "api", "user-1", "", -3600));
+    let stranger = SigningKey::generate(Algorithm::RS256, "rs1").unwrap();
+    let forged = sign(&stranger, &claims(ISS, "api", "admin", "pets:write", 900));
+    for bad in [expired.as_str(), forged.as_str(), "garbage", ""] {
+        assert_unauthorized(&rt.invoke(token_event(bad)).await);
+    }
+    for weird in [&b"[1,2,3]"[..], b"{}", b"{\"type\":\"TOKEN\",\"authorizationToken\":5}", b"null"] {
+        assert_unauthorized(&rt.invoke(weird.to_vec()).await);
+    }
+
+    // REQUEST and HTTP API events.
+    let req = json!({"type": "REQUEST", "methodArn": ARN.replace("GET", "POST"), "headers": {"authorization": format!("Bearer {reader}")}});
+    let v = rt.invoke(serde_json::to_vec(&req).unwrap()).await.json();
+    assert_eq!(v["principalId"], "user-1");
+    let http = json!({"version": "2.0", "type": "REQUEST", "routeArn": "arn:aws:execute-api:us-east-1:123456789012:h7ttp9api0/$default/GET/pets",
+        "identitySource": [format!("Bearer {reader}")], "headers": {"authorization": format!("Bearer {reader}")}});
+    let v = rt.invoke(serde_json::to_vec(&http).unwrap()).await.json();
+    assert_eq!(v["isAuthorized"], true);
+
+    // One line per decision, with the reason; never the token.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = p.logs();
+    let decisions: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "authorization")
+        .collect();
+    assert_eq!(decisions.len(), 11, "{logs:#?}");
+    assert!(decisions.iter().any(|d| d["fields"]["reason"] == "expired"), "{decisions:#?}");
+    let all = logs.join("\n");
+    for t in [&reader, &expired, &forged] {
+        assert!(!all.contains(t.rsplit('.').next().unwrap()), "a token reached the logs");
+    }
+    assert!(init < Duration::from_secs(5), "init took {init:?}");
+    assert!(rt.init_error().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_key_is_fetched_once_and_stale_keys_serve_when_the_endpoint_fails() {
+    let k = SigningKey::generate(Algorithm::ES256, "old").unwrap();
+    let jwks = JwksServer::start(&[&k]).await;
+    let rt = RuntimeApi::start().await;
+    let _p = start(&rt, &jwks, &[("AUTH_JWKS_TIMEOUT_MS", "500")]);
+    let t = sign(&k, &claims(ISS, "api", "u", "", 900));
+    assert!(matches!(rt.invoke(token_event(&t)).await, Outcome::Response(_)));
+    let next = SigningKey::generate(Algorithm::ES256, "new").unwrap();
+    jwks.set_keys(&[&k, &next]);
+    assert!(matches!(
+        rt.invoke(token_event(&sign(&next, &claims(ISS, "api", "u", "", 900)))).await,
+        Outcome::Response(_)
+    ));
+    assert_eq!(jwks.fetches(), 2);
+    // Unknown kids within the cooldown: no more fetches.
+    for i in 0..5 {
+        let stranger = SigningKey::generate(Algorithm::ES256, format!("x{i}")).unwrap();
+        assert_unauthorized(&rt.invoke(token_event(&sign(&stranger, &claims(ISS, "api", "u", "", 900)))).await);
+    }
+    assert_eq!(jwks.fetches(), 2);
+    jwks.set_mode(e2e_tests::Mode::Status(500));
+    assert!(matches!(
+        rt.invoke(token_event(&sign(&k, &claims(ISS, "api", "u2", "", 900)))).await,
+        Outcome::Response(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_fails_the_init_naming_the_variable() {
+    let k = SigningKey::generate(Algorithm::ES256, "k").unwrap();
+    let jwks = JwksServer::start(&[&k]).await;
+    let rt = RuntimeApi::start().await;
+    let mut p = start(&rt, &jwks, &[("AUTH_ROUTE_SCOPES", "FETCH /pets=x")]);
+    let status = tokio::task::spawn_blocking(move || (p.wait_timeout(Duration::from_secs(10)), p)).await.unwrap();
+    let (status, p) = status;
+    assert!(!status.expect("exited").success());
+    assert!(p.logs().join("\n").contains("AUTH_ROUTE_SCOPES"), "{:?}", p.logs());
+    assert_eq!(rt.polls(), 0, "never asked for an event");
+}
