@@ -177,6 +177,58 @@ fn benches(c: &mut Criterion) {
     });
     g.finish();
 
+    // Where a refresh's time goes: the store calls alone, and signing.
+    let mut g = c.benchmark_group("refresh_parts");
+    g.bench_function("store_only", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let family = Family {
+                    family_id: issuer::tokens::random_id().unwrap(),
+                    user_id: user.user_id.clone(),
+                    created_at: token_core::unix_now().as_secs(),
+                    expires_at: token_core::unix_now().as_secs() + 7_776_000,
+                    revoked_at: None,
+                };
+                let record = |hash: String, now: u64| NewRefresh {
+                    token_hash: hash,
+                    family_id: family.family_id.clone(),
+                    user_id: user.user_id.clone(),
+                    issued_at: now,
+                    expires_at: now + 2_592_000,
+                };
+                let now = token_core::unix_now().as_secs();
+                let mut current = issuer::tokens::random_id().unwrap();
+                app.store().create_session(&family, &record(current.clone(), now)).await.unwrap();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (rec, _) = app.store().get_refresh(&current).await.unwrap().unwrap();
+                    app.store().get_user(&rec.user_id).await.unwrap().unwrap();
+                    let next = issuer::tokens::random_id().unwrap();
+                    let outcome = app.store().rotate(&current, &record(next.clone(), now), now).await.unwrap();
+                    assert_eq!(outcome, issuer::store::RotateOutcome::Rotated);
+                    current = next;
+                }
+                start.elapsed()
+            })
+        });
+    });
+    for alg in token_core::Algorithm::ALL {
+        let key = token_core::SigningKey::generate(alg, "k").unwrap();
+        let claims = token_core::AccessClaims {
+            iss: "http://127.0.0.1:8080".into(),
+            sub: user.user_id.clone(),
+            aud: token_core::Audience::One("api".into()),
+            exp: 2_000_000_000,
+            iat: 1_900_000_000,
+            nbf: None,
+            jti: "jti".into(),
+            scope: "openid".into(),
+            client_id: None,
+        };
+        g.bench_function(format!("sign_{alg}"), |b| b.iter(|| key.sign(&claims).unwrap()));
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("jwks");
     g.throughput(Throughput::Elements(1));
     g.bench_function("app", |b| {

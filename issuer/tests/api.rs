@@ -801,3 +801,55 @@ mod durability {
         s.stop().await;
     }
 }
+
+mod limits {
+    use super::*;
+
+    #[tokio::test]
+    async fn saturated_hashing_is_503_not_a_queue() {
+        let dir = TempDir::new("saturated");
+        let s = Arc::new(start(&dir.0, &[("ISSUER_HASH_CONCURRENCY", "1"), ("ISSUER_HASH_QUEUE_MS", "0")]).await);
+        s.register("sal@example.com", PASSWORD).await;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = Arc::clone(&s);
+            tasks.push(tokio::spawn(async move { s.login("sal@example.com", PASSWORD).await }));
+        }
+        let mut refused = 0;
+        for t in tasks {
+            let r = t.await.unwrap();
+            match r.status {
+                StatusCode::OK => {}
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(r.error(), "unavailable");
+                    assert_eq!(r.header("retry-after"), Some("1"));
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert!(refused >= 1, "one slot, no queue: 8 concurrent logins cannot all be hashed");
+        Arc::into_inner(s).unwrap().stop().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_finishes_requests_in_flight_then_refuses() {
+        let dir = TempDir::new("shutdown");
+        let s = start(&dir.0, &[]).await;
+        s.register("tia@example.com", PASSWORD).await;
+        let base = s.base.clone();
+        let client = s.client.clone();
+        let body = serde_json::json!({"email": "tia@example.com", "password": PASSWORD}).to_string();
+        let req = http::Request::post(format!("{base}/login"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let in_flight = tokio::spawn(async move { client.request(req).await.map(|r| r.status()) });
+        // The login is hashing (tens of milliseconds) when shutdown starts.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s.stop().await;
+        assert_eq!(in_flight.await.unwrap().unwrap(), StatusCode::OK);
+        let addr = base.trim_start_matches("http://");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+    }
+}
