@@ -1,0 +1,167 @@
+//! Drives a Lambda bootstrap through the Runtime API on loopback, as Lambda
+//! does (a fresh trace id per invocation), and prints figures:
+//! init time (process start to the first `invocation/next`, JWKS fetched from
+//! loopback during init), invocation round trips, and resident memory at
+//! checkpoints.
+//!
+//! ```text
+//! lambda-bench --bin target/release/authorizer --invocations 100000 \
+//!     --checkpoints 10000,100000 --distinct 100000 [--alg EdDSA] [--same-trace]
+//! lambda-bench --bin target/release/authorizer --init-only --runs 20
+//! ```
+//! Every figure is printed as one `BENCH key=value ...` line.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use e2e_tests::tokens::claims;
+use e2e_tests::{JwksServer, Outcome, RuntimeApi};
+use token_core::{Algorithm, SigningKey};
+
+const ISS: &str = "https://issuer.test";
+
+struct Args {
+    bin: String,
+    invocations: u64,
+    checkpoints: Vec<u64>,
+    distinct: usize,
+    alg: Algorithm,
+    same_trace: bool,
+    init_only: bool,
+    runs: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        bin: "target/release/authorizer".into(),
+        invocations: 10_000,
+        checkpoints: Vec::new(),
+        distinct: 1000,
+        alg: Algorithm::EdDSA,
+        same_trace: false,
+        init_only: false,
+        runs: 10,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().expect("flag value");
+        match flag.as_str() {
+            "--bin" => a.bin = val(),
+            "--invocations" => a.invocations = val().parse().unwrap(),
+            "--checkpoints" => a.checkpoints = val().split(',').map(|s| s.parse().unwrap()).collect(),
+            "--distinct" => a.distinct = val().parse().unwrap(),
+            "--alg" => a.alg = val().parse().unwrap(),
+            "--same-trace" => a.same_trace = true,
+            "--init-only" => a.init_only = true,
+            "--runs" => a.runs = val().parse().unwrap(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    if !a.checkpoints.contains(&a.invocations) {
+        a.checkpoints.push(a.invocations);
+    }
+    a
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn spawn(bin: &str, rt: &RuntimeApi, jwks: &JwksServer) -> std::process::Child {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
+        .envs(rt.lambda_env())
+        .env("AUTH_ISSUER", ISS)
+        .env("AUTH_AUDIENCE", "api")
+        .env("AUTH_JWKS_URL", jwks.url())
+        .env("AWS_LAMBDA_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd.spawn().unwrap()
+}
+
+fn event(token: &str) -> Vec<u8> {
+    format!(
+        r#"{{"type":"TOKEN","authorizationToken":"Bearer {token}","methodArn":"arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/GET/pets"}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let a = args();
+    let key = SigningKey::generate(a.alg, "k1").unwrap();
+    let jwks = JwksServer::start(&[&key]).await;
+
+    if a.init_only {
+        let mut inits = Vec::new();
+        for _ in 0..a.runs {
+            let rt = RuntimeApi::start().await;
+            let t0 = Instant::now();
+            let mut child = spawn(&a.bin, &rt, &jwks);
+            while rt.first_poll().is_none() {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                assert!(t0.elapsed() < Duration::from_secs(10), "no poll within 10 s");
+            }
+            inits.push(rt.first_poll().unwrap().duration_since(t0));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        inits.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "BENCH what=init runs={} min_ms={:.2} median_ms={:.2} max_ms={:.2} jwks_fetches={}",
+            inits.len(),
+            ms(inits[0]),
+            ms(inits[inits.len() / 2]),
+            ms(inits[inits.len() - 1]),
+            jwks.fetches()
+        );
+        return;
+    }
+
+    eprintln!("minting {} {} tokens...", a.distinct, a.alg);
+    let events: Vec<Vec<u8>> = (0..a.distinct.max(1))
+        .map(|i| event(&key.sign_any(&claims(ISS, "api", &format!("user-{i}"), "pets:read", 3600)).unwrap()))
+        .collect();
+    let rt = RuntimeApi::start().await;
+    let mut child = spawn(&a.bin, &rt, &jwks);
+    let pid = child.id();
+    let mut done = 0u64;
+    let started = Instant::now();
+    let mut window = Instant::now();
+    let mut last = 0u64;
+    for &cp in &a.checkpoints {
+        while done < cp {
+            let ev = events[(done as usize) % events.len()].clone();
+            let outcome = if a.same_trace {
+                rt.invoke_with_trace(ev, "Root=1-00000000-000000000000000000000000;Sampled=0".into()).await
+            } else {
+                rt.invoke(ev).await
+            };
+            assert!(matches!(outcome, Outcome::Response(_)), "invocation {done}: {outcome:?}");
+            done += 1;
+        }
+        let secs = window.elapsed().as_secs_f64();
+        println!(
+            "BENCH what=memory bin={} invocations={done} distinct_tokens={} unique_trace_ids={} rss_kib={} hwm_kib={} invocations_per_s={:.0}",
+            a.bin,
+            events.len(),
+            !a.same_trace,
+            status_kib(pid, "VmRSS:"),
+            status_kib(pid, "VmHWM:"),
+            (done - last) as f64 / secs
+        );
+        last = done;
+        window = Instant::now();
+    }
+    eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
+    let _ = child.kill();
+    let _ = child.wait();
+}
