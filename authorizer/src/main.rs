@@ -29,6 +29,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     }
     verifier.spawn_refresh();
+    // The trace id reaches us in each invocation's Context; exporting it
+    // through setenv on every invocation leaks on glibc (see the README).
+    // This function makes no AWS SDK calls that would read the variable.
+    lambda_runtime::set_trace_id_env(false);
     let authorizer = Arc::new(Authorizer::new(verifier, &config));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<AuthorizerEvent>| {
         let authorizer = Arc::clone(&authorizer);

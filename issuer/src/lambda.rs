@@ -49,9 +49,13 @@ pub async fn handle_event<S: Store>(app: &App<S>, event: lambda_http::Request) -
 /// # Errors
 /// When the runtime API fails.
 pub async fn run<S: Store>(app: Arc<App<S>>) -> Result<(), lambda_http::Error> {
+    // The trace id travels with the invocation (crate::trace), not through
+    // the process environment, which leaks on glibc when set per invocation.
+    lambda_runtime::set_trace_id_env(false);
     lambda_http::run(lambda_http::service_fn(move |event: lambda_http::Request| {
         let app = Arc::clone(&app);
-        async move { Ok::<_, lambda_http::Error>(handle_event(&app, event).await) }
+        let trace_id = event.lambda_context_ref().and_then(|c| c.xray_trace_id.clone());
+        async move { Ok::<_, lambda_http::Error>(crate::trace::scope(trace_id, handle_event(&app, event)).await) }
     }))
     .await
 }

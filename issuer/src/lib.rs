@@ -33,6 +33,7 @@ pub mod password;
 pub mod server;
 pub mod store;
 pub mod tokens;
+pub mod trace;
 pub mod validate;
 
 pub use app::{App, InitError, Request, Response};

@@ -187,7 +187,10 @@ impl DynamoStore {
             .with_max_attempts(config.max_attempts.max(1))
             .with_initial_backoff(config.initial_backoff)
             .with_max_backoff(config.max_backoff);
-        let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk).timeout_config(timeouts).retry_config(retries);
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .interceptor(crate::trace::TraceHeader);
         if let Some(endpoint) = &config.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
