@@ -26,6 +26,7 @@
 pub mod app;
 pub mod config;
 pub mod cookie;
+pub mod dev;
 pub mod error;
 pub mod keys;
 pub mod lambda;

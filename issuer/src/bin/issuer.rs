@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! issuer serve [--listen ADDR] [--data-dir DIR] [--issuer-url URL] [--audience AUD]
+//! issuer dev   [--data-dir DIR] [--host IP] [--gateway-port N] [--issuer-port N]
+//!              [--sidecar-port N] [--backend-port N] [--authorizer-ttl-secs N]
 //! ```
 //!
 //! Flags override the `ISSUER_*` environment variables of the same meaning.
@@ -19,8 +21,12 @@ use token_core::Settings;
 
 const USAGE: &str = "\
 usage: issuer serve [--listen ADDR] [--data-dir DIR] [--issuer-url URL] [--audience AUD[,AUD...]]
+       issuer dev   [--data-dir DIR] [--host IP] [--gateway-port 8000] [--issuer-port 8080]
+                    [--sidecar-port 8081] [--backend-port 8090] [--authorizer-ttl-secs 300]
 
-Runs the issuer locally (SQLite store and keys in the data directory).
+serve: runs the issuer locally (SQLite store and keys in the data directory).
+dev:   runs the whole system locally: issuer, sidecar, and a front door that
+       plays API Gateway with the Lambda authorizer in front of a demo backend.
 Every setting is also read from the environment (ISSUER_URL, ISSUER_AUDIENCE,
 ISSUER_LISTEN, ISSUER_DATA_DIR, ...; see issuer/README.md). Flags win.";
 
@@ -35,6 +41,46 @@ const FLAGS: [(&str, &str); 4] = [
 enum Command {
     Help,
     Serve(HashMap<&'static str, String>),
+    Dev(issuer::dev::DevOptions),
+}
+
+fn parse_dev(rest: &[String]) -> Result<Command, String> {
+    let mut o = issuer::dev::DevOptions::default();
+    if let Ok(dir) = std::env::var("ISSUER_DATA_DIR") {
+        o.data_dir = dir.into();
+    }
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().cloned().ok_or(format!("{name} needs a value"))?,
+        };
+        let port = |v: &str| v.parse::<u16>().map_err(|_| format!("{name}: expected a port number, got {v:?}"));
+        match name {
+            "--data-dir" => o.data_dir = value.into(),
+            "--host" => o.host = value.parse().map_err(|_| format!("{name}: expected an IP address, got {value:?}"))?,
+            "--gateway-port" => o.gateway_port = port(&value)?,
+            "--issuer-port" => o.issuer_port = port(&value)?,
+            "--sidecar-port" => o.sidecar_port = port(&value)?,
+            "--backend-port" => o.backend_port = port(&value)?,
+            "--authorizer-ttl-secs" => {
+                let secs: u64 = value.parse().map_err(|_| format!("{name}: expected seconds, got {value:?}"))?;
+                if secs > 3600 {
+                    return Err(format!("{name}: at most 3600 (API Gateway's limit)"));
+                }
+                o.authorizer_ttl = std::time::Duration::from_secs(secs);
+            }
+            _ => return Err(format!("unknown flag {name:?}")),
+        }
+    }
+    Ok(Command::Dev(o))
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -42,6 +88,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     match cmd.as_str() {
         "-h" | "--help" | "help" => return Ok(Command::Help),
         "serve" => {}
+        "dev" => return parse_dev(rest),
         other => return Err(format!("unknown command {other:?}")),
     }
     let mut flags = HashMap::new();
@@ -72,6 +119,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Serve(flags)) => flags,
+        Ok(Command::Dev(opts)) => return dev(opts),
         Err(msg) => {
             eprintln!("issuer: {msg}\n{USAGE}");
             return ExitCode::from(2);
@@ -97,6 +145,31 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("issuer: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `issuer dev`: everything in one process until Ctrl-C.
+fn dev(opts: issuer::dev::DevOptions) -> ExitCode {
+    issuer::init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("issuer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ready = |addrs: issuer::dev::DevAddrs| {
+        #[allow(clippy::print_stdout)]
+        {
+            println!("{}", issuer::dev::walkthrough(&addrs));
+        }
+    };
+    match rt.block_on(issuer::dev::run(opts, |name| std::env::var(name).ok(), ready, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("issuer dev: {msg}");
             ExitCode::FAILURE
         }
     }
