@@ -230,12 +230,17 @@ impl Proc {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && let Some(addr) = v.get("listen").and_then(|a| a.as_str()).and_then(|a| a.parse().ok())
-                {
+                let addr = serde_json::from_str::<serde_json::Value>(&line).ok().and_then(|v| {
+                    v.get("listen")
+                        .or_else(|| v.get("fields").and_then(|f| f.get("listen")))
+                        .and_then(|a| a.as_str())
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                });
+                // Keep the line before announcing the address: callers read the logs next.
+                sink.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         if !wait_for_listen {

@@ -5,3 +5,4 @@
 mod authorizer;
 mod jwks;
 mod sidecar;
+mod stack;
