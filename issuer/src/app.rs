@@ -506,7 +506,7 @@ impl<S: Store> App<S> {
             nbf: None,
             jti: random_id()?,
             scope: user.scope.clone(),
-            client_id: None,
+            client_id: Some(self.cfg.client_id.clone()),
         };
         let access_token = self.keys.active().sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "signing failed");

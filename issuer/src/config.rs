@@ -11,6 +11,7 @@
 //! | `ISSUER_SIGNING_KEY_SECRET_ARN` | unset | Secrets Manager secret with the key ring (required on Lambda) |
 //! | `ISSUER_SIGNING_ALG` | `RS256` | algorithm of locally generated keys |
 //! | `ISSUER_DEFAULT_SCOPES` | `openid` | scopes of new users, space or comma separated |
+//! | `ISSUER_CLIENT_ID` | `first-party` | `client_id` of issued access tokens (RFC 9068 requires one): the first-party app that logs users in |
 //! | `ISSUER_ACCESS_TTL_SECS` | 900 | access-token lifetime (60..=86400) |
 //! | `ISSUER_REFRESH_TTL_SECS` | 2592000 | refresh-token lifetime (60..=31536000) |
 //! | `ISSUER_SESSION_MAX_SECS` | 7776000 | absolute lifetime of a token family (60..=63072000) |
@@ -96,6 +97,8 @@ pub struct IssuerConfig {
     pub signing_alg: Algorithm,
     /// `ISSUER_DEFAULT_SCOPES`: `openid`, normalised to space-separated.
     pub default_scopes: String,
+    /// `ISSUER_CLIENT_ID`: `first-party`.
+    pub client_id: String,
     /// `ISSUER_ACCESS_TTL_SECS`: 900.
     pub access_ttl_secs: u64,
     /// `ISSUER_REFRESH_TTL_SECS`: 30 days.
@@ -205,6 +208,13 @@ impl IssuerConfig {
             signing_key_secret_arn,
             signing_alg,
             default_scopes,
+            client_id: {
+                let c = s.get("ISSUER_CLIENT_ID").unwrap_or_else(|| "first-party".into());
+                if c.len() > 128 || !c.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(ConfigError::new("ISSUER_CLIENT_ID", "expected up to 128 visible ASCII characters"));
+                }
+                c
+            },
             access_ttl_secs: s.u64_in("ISSUER_ACCESS_TTL_SECS", 900, 60..=86_400)?,
             refresh_ttl_secs: s.u64_in("ISSUER_REFRESH_TTL_SECS", 2_592_000, 60..=31_536_000)?,
             session_max_secs: s.u64_in("ISSUER_SESSION_MAX_SECS", 7_776_000, 60..=63_072_000)?,

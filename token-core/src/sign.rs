@@ -1,6 +1,7 @@
 //! Signing access tokens: the issuer's side of the profile.
 
 use std::fmt;
+use std::sync::Arc;
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeySize, PublicKeyComponents};
@@ -96,9 +97,20 @@ pub enum SignError {
     /// The PEM or PKCS#8 document is not a private key of the algorithm.
     #[error("not a PKCS#8 private key for {0}")]
     InvalidKey(Algorithm),
-    /// jsonwebtoken refused to sign.
-    #[error("signing failed: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    /// The claims could not be serialized.
+    #[error("claims not serializable: {0}")]
+    Claims(String),
+    /// The crypto backend failed to sign.
+    #[error("signing failed")]
+    Sign,
+}
+
+/// The private key, parsed once: parsing an RSA key costs more than the
+/// signature itself (about 440 of 730 microseconds on our machines).
+enum KeyPair {
+    Rsa(RsaKeyPair),
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
 }
 
 /// A private signing key with its id. `Debug` never prints key material.
@@ -106,9 +118,18 @@ pub enum SignError {
 pub struct SigningKey {
     kid: String,
     alg: Algorithm,
-    encoding: jsonwebtoken::EncodingKey,
+    pair: Arc<KeyPair>,
+    /// `base64url({"typ":"at+jwt","alg":...,"kid":...})`, computed once.
+    header_b64: String,
     pkcs8_pem: String,
     jwk: PublicJwk,
+}
+
+#[derive(Serialize)]
+struct JoseHeader<'a> {
+    typ: &'a str,
+    alg: &'a str,
+    kid: &'a str,
 }
 
 impl fmt::Debug for SigningKey {
@@ -118,14 +139,6 @@ impl fmt::Debug for SigningKey {
             .field("alg", &self.alg)
             .field("key", &"[redacted]")
             .finish()
-    }
-}
-
-fn jwt_alg(alg: Algorithm) -> jsonwebtoken::Algorithm {
-    match alg {
-        Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
-        Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
-        Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
     }
 }
 
@@ -178,7 +191,7 @@ impl SigningKey {
             x: None,
             y: None,
         };
-        let encoding = match alg {
+        let pair = match alg {
             Algorithm::RS256 => {
                 let kp = RsaKeyPair::from_pkcs8(der).map_err(|_| invalid())?;
                 if kp.public_modulus_len() < 256 {
@@ -188,7 +201,7 @@ impl SigningKey {
                 jwk.kty = "RSA".into();
                 jwk.n = Some(b64(&parts.n));
                 jwk.e = Some(b64(&parts.e));
-                jsonwebtoken::EncodingKey::from_rsa_pem(pem_text.as_bytes()).map_err(|_| invalid())?
+                KeyPair::Rsa(kp)
             }
             Algorithm::ES256 => {
                 let kp = EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|_| invalid())?;
@@ -200,17 +213,20 @@ impl SigningKey {
                 jwk.crv = Some("P-256".into());
                 jwk.x = Some(b64(&point[1..33]));
                 jwk.y = Some(b64(&point[33..]));
-                jsonwebtoken::EncodingKey::from_ec_der(der)
+                KeyPair::Ec(kp)
             }
             Algorithm::EdDSA => {
                 let kp = Ed25519KeyPair::from_pkcs8(der).map_err(|_| invalid())?;
                 jwk.kty = "OKP".into();
                 jwk.crv = Some("Ed25519".into());
                 jwk.x = Some(b64(kp.public_key().as_ref()));
-                jsonwebtoken::EncodingKey::from_ed_der(der)
+                KeyPair::Ed(kp)
             }
         };
-        Ok(SigningKey { kid, alg, encoding, pkcs8_pem: pem_text.to_owned(), jwk })
+        let header = serde_json::to_vec(&JoseHeader { typ: ACCESS_TOKEN_TYP, alg: alg.as_str(), kid: &kid })
+            .map_err(|e| SignError::Claims(e.to_string()))?;
+        let header_b64 = URL_SAFE_NO_PAD.encode(header);
+        Ok(SigningKey { kid, alg, pair: Arc::new(pair), header_b64, pkcs8_pem: pem_text.to_owned(), jwk })
     }
 
     /// The key id.
@@ -233,7 +249,8 @@ impl SigningKey {
         &self.pkcs8_pem
     }
 
-    /// Signs `claims` as an access token: header `typ: at+jwt`, `alg`, `kid`.
+    /// Signs `claims` as an access token: a JWS compact serialization
+    /// (RFC 7515 7.1) with header `typ: at+jwt`, `alg`, `kid`.
     ///
     /// # Errors
     /// [`SignError::Sign`] if the backend fails.
@@ -245,12 +262,30 @@ impl SigningKey {
     /// that need tokens outside the profile (wrong types, missing claims).
     ///
     /// # Errors
+    /// [`SignError::Claims`] if `claims` does not serialize to JSON,
     /// [`SignError::Sign`] if the backend fails.
     pub fn sign_any<T: Serialize>(&self, claims: &T) -> Result<String, SignError> {
-        let mut header = jsonwebtoken::Header::new(jwt_alg(self.alg));
-        header.typ = Some(ACCESS_TOKEN_TYP.into());
-        header.kid = Some(self.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
+        let payload = serde_json::to_vec(claims).map_err(|e| SignError::Claims(e.to_string()))?;
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 360);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = match &*self.pair {
+            KeyPair::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                kp.sign(&sig::RSA_PKCS1_SHA256, &rng, token.as_bytes(), &mut sig).map_err(|_| SignError::Sign)?;
+                sig
+            }
+            KeyPair::Ec(kp) => {
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                kp.sign(&rng, token.as_bytes()).map_err(|_| SignError::Sign)?.as_ref().to_vec()
+            }
+            KeyPair::Ed(kp) => kp.sign(token.as_bytes()).as_ref().to_vec(),
+        };
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
     }
 }
 
@@ -281,6 +316,37 @@ mod tests {
         assert!(SigningKey::from_pkcs8_pem(Algorithm::RS256, "k", ec.to_pkcs8_pem()).is_err());
         assert!(SigningKey::from_pkcs8_pem(Algorithm::EdDSA, "k", ec.to_pkcs8_pem()).is_err());
         assert!(SigningKey::from_pkcs8_pem(Algorithm::ES256, "k", "not pem").is_err());
+    }
+
+    #[test]
+    fn jsonwebtoken_decodes_what_we_sign() {
+        // Interoperability: an independent implementation accepts our tokens.
+        let claims = AccessClaims {
+            iss: "https://issuer.test".into(),
+            sub: "u".into(),
+            aud: Audience::Many(vec!["api".into(), "web".into()]),
+            exp: 4_000_000_000,
+            iat: 1_700_000_000,
+            nbf: None,
+            jti: "j".into(),
+            scope: "a b".into(),
+            client_id: Some("c".into()),
+        };
+        for alg in Algorithm::ALL {
+            let key = SigningKey::generate(alg, "k").unwrap();
+            let token = key.sign(&claims).unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(serde_json::to_value(key.public_jwk()).unwrap()).unwrap();
+            let dk = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let mut v = jsonwebtoken::Validation::new(match alg {
+                Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+                Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+                Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+            });
+            v.set_audience(&["web"]);
+            let data = jsonwebtoken::decode::<AccessClaims>(&token, &dk, &v).unwrap();
+            assert_eq!(data.claims, claims, "{alg}");
+        }
     }
 
     #[test]

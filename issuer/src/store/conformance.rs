@@ -8,7 +8,7 @@
 //! An integration test runs the whole suite, one `#[tokio::test]` per
 //! behaviour, with [`store_conformance_tests!`](crate::store_conformance_tests):
 //!
-//! ```ignore
+//! ```text
 //! async fn store(test: &'static str) -> MyStore { /* ... */ }
 //! issuer::store_conformance_tests!(store);
 //! ```
