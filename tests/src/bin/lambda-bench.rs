@@ -8,7 +8,11 @@
 //! lambda-bench --bin target/release/authorizer --invocations 100000 \
 //!     --checkpoints 10000,100000 --distinct 100000 [--alg EdDSA] [--same-trace]
 //! lambda-bench --bin target/release/authorizer --init-only --runs 20
+//! lambda-bench --bin target/release/issuer-lambda --event-file ev.json --env K=V ... \
+//!     --invocations 1000000 --checkpoints 10000,100000
 //! ```
+//! With `--event-file`, every invocation sends that event (no tokens are
+//! minted) and `--env` adds variables for the bootstrap.
 //! Every figure is printed as one `BENCH key=value ...` line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -30,6 +34,8 @@ struct Args {
     same_trace: bool,
     init_only: bool,
     runs: usize,
+    event_file: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 fn args() -> Args {
@@ -42,6 +48,8 @@ fn args() -> Args {
         same_trace: false,
         init_only: false,
         runs: 10,
+        event_file: None,
+        env: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,12 +63,20 @@ fn args() -> Args {
             "--same-trace" => a.same_trace = true,
             "--init-only" => a.init_only = true,
             "--runs" => a.runs = val().parse().unwrap(),
+            "--event-file" => a.event_file = Some(val()),
+            "--env" => {
+                let kv = val();
+                let (k, v) = kv.split_once('=').expect("--env K=V");
+                a.env.push((k.to_owned(), v.to_owned()));
+            }
             other => panic!("unknown flag {other}"),
         }
     }
-    if !a.checkpoints.contains(&a.invocations) {
-        a.checkpoints.push(a.invocations);
-    }
+    let n = a.invocations;
+    a.checkpoints.retain(|&c| c <= n);
+    a.checkpoints.push(n);
+    a.checkpoints.sort_unstable();
+    a.checkpoints.dedup();
     a
 }
 
@@ -73,7 +89,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn spawn(bin: &str, rt: &RuntimeApi, jwks: &JwksServer) -> std::process::Child {
+fn spawn(bin: &str, rt: &RuntimeApi, jwks: &JwksServer, env: &[(String, String)]) -> std::process::Child {
     let mut cmd = std::process::Command::new(bin);
     cmd.env_clear()
         .envs(rt.lambda_env())
@@ -81,6 +97,7 @@ fn spawn(bin: &str, rt: &RuntimeApi, jwks: &JwksServer) -> std::process::Child {
         .env("AUTH_AUDIENCE", "api")
         .env("AUTH_JWKS_URL", jwks.url())
         .env("AWS_LAMBDA_LOG_LEVEL", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     cmd.spawn().unwrap()
@@ -104,7 +121,7 @@ async fn main() {
         for _ in 0..a.runs {
             let rt = RuntimeApi::start().await;
             let t0 = Instant::now();
-            let mut child = spawn(&a.bin, &rt, &jwks);
+            let mut child = spawn(&a.bin, &rt, &jwks, &a.env);
             while rt.first_poll().is_none() {
                 tokio::time::sleep(Duration::from_micros(200)).await;
                 assert!(t0.elapsed() < Duration::from_secs(10), "no poll within 10 s");
@@ -126,12 +143,17 @@ async fn main() {
         return;
     }
 
-    eprintln!("minting {} {} tokens...", a.distinct, a.alg);
-    let events: Vec<Vec<u8>> = (0..a.distinct.max(1))
-        .map(|i| event(&key.sign_any(&claims(ISS, "api", &format!("user-{i}"), "pets:read", 3600)).unwrap()))
-        .collect();
+    let events: Vec<Vec<u8>> = match &a.event_file {
+        Some(path) => vec![std::fs::read(path).unwrap()],
+        None => {
+            eprintln!("minting {} {} tokens...", a.distinct, a.alg);
+            (0..a.distinct.max(1))
+                .map(|i| event(&key.sign_any(&claims(ISS, "api", &format!("user-{i}"), "pets:read", 3600)).unwrap()))
+                .collect()
+        }
+    };
     let rt = RuntimeApi::start().await;
-    let mut child = spawn(&a.bin, &rt, &jwks);
+    let mut child = spawn(&a.bin, &rt, &jwks, &a.env);
     let pid = child.id();
     let mut done = 0u64;
     let started = Instant::now();
