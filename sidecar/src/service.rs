@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use token_core::{Credentials, Decision, VerifiedToken, Verifier, VerifyError, parse_authorization, unix_now};
 use tracing::debug;
@@ -29,6 +29,13 @@ pub const X_AUTH_SUBJECT: &str = "x-auth-subject";
 pub const X_AUTH_SCOPE: &str = "x-auth-scope";
 /// Response header: the token's `client_id`, when present.
 pub const X_AUTH_CLIENT_ID: &str = "x-auth-client-id";
+
+// The same names, parsed once: inserting by `&str` re-parses the name on
+// every response (about 1,000 instructions a response of ~42,000 on the
+// cached-token path, under callgrind).
+static SUBJECT: HeaderName = HeaderName::from_static(X_AUTH_SUBJECT);
+static SCOPE: HeaderName = HeaderName::from_static(X_AUTH_SCOPE);
+static CLIENT_ID: HeaderName = HeaderName::from_static(X_AUTH_CLIENT_ID);
 
 /// The sidecar's state: the shared verifier.
 #[derive(Debug, Clone)]
@@ -217,10 +224,10 @@ impl Sidecar {
 fn allowed(token: &VerifiedToken) -> Option<Response<Body>> {
     let mut resp = Response::new(Full::new(token.claims_json().clone()));
     let h = resp.headers_mut();
-    h.insert(X_AUTH_SUBJECT, HeaderValue::from_str(token.sub()).ok()?);
-    h.insert(X_AUTH_SCOPE, HeaderValue::from_str(token.scope()).ok()?);
+    h.insert(SUBJECT.clone(), HeaderValue::from_str(token.sub()).ok()?);
+    h.insert(SCOPE.clone(), HeaderValue::from_str(token.scope()).ok()?);
     if let Some(c) = token.client_id() {
-        h.insert(X_AUTH_CLIENT_ID, HeaderValue::from_str(c).ok()?);
+        h.insert(CLIENT_ID.clone(), HeaderValue::from_str(c).ok()?);
     }
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
