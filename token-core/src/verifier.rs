@@ -6,6 +6,14 @@
 //! ([`Verifier::spawn_refresh`]), and, for a `kid` nobody has seen, at most
 //! once per cooldown per issuer, coalesced across every caller waiting for it
 //! ([`Verifier::verify`]).
+//!
+//! Two caches, two tools. Verified tokens live in moka (bounded by bytes,
+//! each entry expiring at its token's `exp`). Each issuer's key set lives in
+//! an `ArcSwap`: a key set must outlive its refresh time and keep serving
+//! while the endpoint fails (up to the max stale age), which an expiring
+//! cache entry would not do, and the hot path reads it with one atomic load
+//! and no lock. Fetches are serialized per issuer by an async mutex that is
+//! held only by the fetch itself, never by a verification.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -169,6 +177,8 @@ pub struct Verifier {
     cooldown: Duration,
     max_token_bytes: usize,
     jwks_max_bytes: usize,
+    /// Total timeout of one fetch: the longest a caller waits for keys.
+    fetch_timeout: Duration,
     http: reqwest::Client,
     cache: TokenCache,
     metrics: Metrics,
@@ -224,6 +234,7 @@ impl Verifier {
             cooldown: cfg.unknown_kid_cooldown,
             max_token_bytes: cfg.max_token_bytes,
             jwks_max_bytes: cfg.jwks_max_bytes,
+            fetch_timeout: cfg.jwks_timeout,
             http,
             // A cached result never outlives a refresh period by much: key
             // removal is also checked on every hit.
@@ -271,7 +282,11 @@ impl Verifier {
     }
 
     fn hit(&self, entry: &Entry, now: Duration) -> Option<Arc<VerifiedToken>> {
-        if now.as_secs() >= entry.token.exp {
+        let (t, now_s) = (&entry.token, now.as_secs());
+        // The cached answer holds only while the time rules give it: before
+        // `exp`, and not before `nbf` or `iat` (the clock can go back).
+        let early = now_s.saturating_add(self.leeway_s);
+        if now_s >= t.exp || t.nbf.is_some_and(|n| n > early) || t.iat > early {
             return None;
         }
         let issuer = self.issuers.get(entry.issuer)?;
@@ -395,15 +410,26 @@ impl Verifier {
 
     async fn refetch_on_miss(&self, idx: usize) -> bool {
         let issuer = &self.issuers[idx];
-        let generation = issuer.state.load().generation;
+        let seen = issuer.state.load_full();
         let now_ms = unix_now().as_millis() as u64;
         if now_ms < issuer.next_miss_fetch_ms.load(Ordering::Acquire) && !issuer.fetching.load(Ordering::Acquire) {
             return false;
         }
-        let _guard = issuer.fetch_lock.lock().await;
-        if issuer.state.load().generation != generation {
+        // Wait for one fetch at most: the one in flight, or our own. Never
+        // for the fetch in flight and then others queued before us, or then
+        // our own: chained, the waits outlast a caller's request timeout
+        // while the endpoint hangs.
+        let Ok(_guard) = tokio::time::timeout(self.fetch_timeout, issuer.fetch_lock.lock()).await else {
+            return issuer.state.load().generation != seen.generation;
+        };
+        let state = issuer.state.load();
+        if state.generation != seen.generation {
             // Somebody fetched while we queued: use their result.
             return true;
+        }
+        if state.last_attempt != seen.last_attempt {
+            // A fetch failed while we queued: that was this miss's fetch.
+            return false;
         }
         let now_ms = unix_now().as_millis() as u64;
         if now_ms < issuer.next_miss_fetch_ms.load(Ordering::Acquire) {
