@@ -143,6 +143,51 @@ async fn hanging_endpoint_times_out_and_never_blocks_known_tokens() {
     v.verify(&token(&k)).await.unwrap();
 }
 
+/// While the endpoint hangs, a token with an unknown kid waits for one fetch
+/// at most, never for a chain of them: not for the fetch in flight and then
+/// one of its own once the cooldown has run out meanwhile, nor for the fetch
+/// in flight and then the ones queued before it. Chained, the waits reached
+/// the sidecar's request timeout (twice the JWKS timeout by default) and the
+/// answer was a 503 (found by scripts/chaos-sidecar.sh).
+#[tokio::test]
+async fn unknown_kid_waits_for_one_hanging_fetch_at_most() {
+    let k = SigningKey::generate(Algorithm::ES256, "k1").unwrap();
+    let server = JwksServer::start(&[&k]).await;
+    let mut cfg = config(&server); // 500 ms timeout
+    cfg.unknown_kid_cooldown = Duration::from_millis(300); // over before the hanging fetch is
+    let v = Verifier::new(&cfg).unwrap();
+    v.warm_up().await;
+    server.set_mode(Mode::Hang);
+    let stranger = SigningKey::generate(Algorithm::ES256, "x").unwrap();
+
+    // An unknown kid starts a refetch that hangs; another one queues behind it.
+    let first = {
+        let (v, t) = (Arc::clone(&v), token(&stranger));
+        tokio::spawn(async move { v.verify(&t).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    assert_eq!(v.verify(&token(&stranger)).await.unwrap_err(), VerifyError::UnknownKid);
+    assert!(started.elapsed() < Duration::from_millis(700), "waited {:?}", started.elapsed());
+    assert_eq!(first.await.unwrap().unwrap_err(), VerifyError::UnknownKid);
+
+    // A refresh in flight and another queued behind it (background refresh).
+    let mut refreshes = Vec::new();
+    for _ in 0..2 {
+        let v = Arc::clone(&v);
+        refreshes.push(tokio::spawn(async move { v.refresh_issuer(0).await }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    assert_eq!(v.verify(&token(&stranger)).await.unwrap_err(), VerifyError::UnknownKid);
+    assert!(started.elapsed() < Duration::from_millis(700), "waited {:?}", started.elapsed());
+    for r in refreshes {
+        assert!(r.await.unwrap().is_err());
+    }
+    // Known keys were never affected.
+    v.verify(&token(&k)).await.unwrap();
+}
+
 #[tokio::test]
 async fn stale_keys_stop_serving_after_the_max_stale_age() {
     let k = SigningKey::generate(Algorithm::EdDSA, "k1").unwrap();
