@@ -44,6 +44,21 @@ struct State {
     mode: Mutex<Mode>,
     body: Mutex<Bytes>,
     fetches: AtomicUsize,
+    /// Bumped by every [`JwksServer::set_keys`]; 0 for the keys it started with.
+    keys_version: AtomicUsize,
+    log: Mutex<Vec<Fetch>>,
+}
+
+/// One request to the JWKS endpoint, as [`JwksServer::fetch_log`] records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetch {
+    /// When it arrived (for [`Mode::Serve`]: just before the key set is sent).
+    pub at: std::time::Instant,
+    /// How it was answered.
+    pub mode: Mode,
+    /// Which key set it would get: 0 for the keys given to
+    /// [`JwksServer::start`], then one more per [`JwksServer::set_keys`].
+    pub keys_version: usize,
 }
 
 /// A JWKS endpoint on 127.0.0.1 with a fetch counter.
@@ -68,6 +83,8 @@ impl JwksServer {
             mode: Mutex::new(Mode::Serve),
             body: Mutex::new(Bytes::from(jwks_json(keys))),
             fetches: AtomicUsize::new(0),
+            keys_version: AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
         });
         let st = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -91,9 +108,11 @@ impl JwksServer {
         format!("http://{}/jwks.json", self.addr)
     }
 
-    /// Serves these keys from now on.
-    pub fn set_keys(&self, keys: &[&SigningKey]) {
-        *self.state.body.lock().unwrap() = Bytes::from(jwks_json(keys));
+    /// Serves these keys from now on; returns their version (see [`Fetch`]).
+    pub fn set_keys(&self, keys: &[&SigningKey]) -> usize {
+        let mut body = self.state.body.lock().unwrap();
+        *body = Bytes::from(jwks_json(keys));
+        self.state.keys_version.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// Changes how the endpoint answers.
@@ -104,6 +123,13 @@ impl JwksServer {
     /// Requests received so far (including failed and hanging ones).
     pub fn fetches(&self) -> usize {
         self.state.fetches.load(Ordering::SeqCst)
+    }
+
+    /// Every request received so far, in order: when, how it was answered
+    /// and which key set version it got. Tells which keys a verifier can
+    /// hold at any moment: those of its last [`Mode::Serve`] answer.
+    pub fn fetch_log(&self) -> Vec<Fetch> {
+        self.state.log.lock().unwrap().clone()
     }
 }
 
@@ -119,9 +145,14 @@ async fn answer(st: &State, path: &str) -> Response<Full<Bytes>> {
     }
     st.fetches.fetch_add(1, Ordering::SeqCst);
     let mode = *st.mode.lock().unwrap();
+    // Body and version are read under the body lock: set_keys changes both under it.
+    let (body, keys_version) = {
+        let body = st.body.lock().unwrap();
+        (body.clone(), st.keys_version.load(Ordering::SeqCst))
+    };
+    st.log.lock().unwrap().push(Fetch { at: std::time::Instant::now(), mode, keys_version });
     match mode {
         Mode::Serve => {
-            let body = st.body.lock().unwrap().clone();
             Response::builder().header("content-type", "application/jwk-set+json").body(Full::new(body)).unwrap()
         }
         Mode::Status(code) => Response::builder().status(code).body(Full::new(Bytes::new())).unwrap(),
