@@ -109,12 +109,14 @@ fn glob(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
+        // A `*` in the pattern is a wildcard even where the text has a `*`
+        // too: matching it as a literal lost the backtracking point.
+        if pi < p.len() && p[pi] == b'*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -164,5 +166,19 @@ mod tests {
         assert!(glob("a/GE?/x", "a/GET/x"));
         assert!(!glob("a/POST/*", "a/GET/x"));
         assert!(glob("*", ""));
+    }
+
+    /// Found by the `bearer_and_routes` fuzz target: a literal `*` in the
+    /// text (a client can send `DELETE /pets/*a`) was matched by the
+    /// pattern's `*` as a literal, so `a/DELETE/pets/*` did not match
+    /// `a/DELETE/pets/*a`: that Deny was missed and an Allow such as
+    /// `a/*/pets/*` let a token without the route's scope through.
+    #[test]
+    fn glob_star_is_a_wildcard_over_a_literal_star() {
+        assert!(glob("a/DELETE/pets/*", "a/DELETE/pets/*a"));
+        assert!(glob("a/DELETE/pets/*", "a/DELETE/pets/*/x"));
+        assert!(glob("a/*/*", "a/*/*/x"));
+        assert!(glob("a*b*c", "a*b*xc"));
+        assert!(!glob("a/GET/*", "a/POST/*"));
     }
 }

@@ -21,13 +21,13 @@ static RT: LazyLock<tokio::runtime::Runtime> =
     LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
 
 fn authorizer(extra: &[(&str, &str)]) -> Authorizer {
-    let mut pairs = vec![
+    let mut pairs = extra.to_vec();
+    pairs.extend_from_slice(&[
         ("AUTH_ISSUER", ISS),
         ("AUTH_AUDIENCE", "api"),
         ("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks.json"),
         ("AUTH_HTTP_API_RESPONSE", "iam"),
-    ];
-    pairs.extend_from_slice(extra);
+    ]);
     let cfg = AuthorizerConfig::from_settings(&Settings::from_pairs(&pairs)).unwrap();
     let verifier = Verifier::new(&cfg.verifier).unwrap();
     let jwks = serde_json::to_vec(&PublicJwks { keys: vec![KEY.public_jwk().clone()] }).unwrap();
@@ -83,6 +83,39 @@ fn spec_of(entries: &[(String, Vec<String>, Vec<String>)], blanks: bool) -> Stri
         .map(|(m, segs, scopes)| format!("{pad}{m} /{}={}{pad}", segs.join("/"), scopes.join(" ")))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// IAM ARN matching as a specification: `*` any run of characters, `?`
+/// exactly one, everything else itself (dynamic programming).
+fn reference_glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let mut m = vec![false; t.len() + 1];
+    m[0] = true;
+    for &pc in p {
+        let mut next = vec![false; t.len() + 1];
+        let mut any = false;
+        for j in 0..=t.len() {
+            next[j] = if pc == b'*' {
+                any |= m[j];
+                any
+            } else {
+                j > 0 && m[j - 1] && (pc == b'?' || pc == t[j - 1])
+            };
+        }
+        m = next;
+    }
+    m[t.len()]
+}
+
+fn one_statement(allow: bool, resource: &str) -> aws_lambda_events::event::apigw::ApiGatewayCustomAuthorizerPolicy {
+    use aws_lambda_events::event::iam::{IamPolicyEffect, IamPolicyStatement};
+    let mut s = IamPolicyStatement::default();
+    s.action = vec!["execute-api:Invoke".into()];
+    s.effect = if allow { IamPolicyEffect::Allow } else { IamPolicyEffect::Deny };
+    s.resource = vec![resource.to_owned()];
+    let mut policy = aws_lambda_events::event::apigw::ApiGatewayCustomAuthorizerPolicy::default();
+    policy.statement = vec![s];
+    policy
 }
 
 /// A JSON value of any shape.
@@ -206,6 +239,14 @@ proptest! {
         }
     }
 
+    /// `allows` matches resources as IAM does, `*` and `?` included, also
+    /// where the ARN itself holds `*` or `?` (a client chooses the path).
+    #[test]
+    fn allow_resources_match_like_iam(pattern in "[a/*?]{0,10}", text in "[a/*?]{0,12}") {
+        prop_assert_eq!(policy::allows(&one_statement(true, &pattern), &text), reference_glob(&pattern, &text));
+        prop_assert!(!policy::allows(&one_statement(false, &pattern), &text));
+    }
+
     /// Every JSON value reads as an event, and the handler answers it
     /// (`Unauthorized` for anything that is not an event with a token);
     /// the answer does not change when asked again.
@@ -224,4 +265,35 @@ proptest! {
 fn routes_are_written_as_in_arns() {
     let r = parse_routes("any /pets/{id}/toys=a b").unwrap();
     assert_eq!(r, vec![Route { method: "*".into(), path: "pets/*/toys".into(), scopes: vec!["a".into(), "b".into()] }]);
+}
+
+/// Found by the `bearer_and_routes` fuzz target (`policy::glob`): with a
+/// literal `*` in the request path, the Deny for `DELETE /pets/{id}` was
+/// missed and the HTTP API simple answer let a token without `admin`
+/// delete, through the Allow for unmapped routes.
+#[test]
+fn a_literal_star_in_the_path_does_not_escape_a_deny() {
+    let a = authorizer(&[
+        ("AUTH_HTTP_API_RESPONSE", "simple"),
+        ("AUTH_ROUTE_SCOPES", "GET /pets/{id}=read,DELETE /pets/{id}=admin"),
+        ("AUTH_UNMAPPED_ROUTES", "allow"),
+    ]);
+    let t = token("read");
+    let ask = |method: &str, path: &str| {
+        let e: AuthorizerEvent = serde_json::from_value(json!({
+            "version": "2.0",
+            "type": "REQUEST",
+            "routeArn": format!("{STAGE}/{method}/{path}"),
+            "identitySource": [format!("Bearer {t}")],
+        }))
+        .unwrap();
+        match RT.block_on(a.handle(&e)) {
+            Ok(Answer::Simple(s)) => s.is_authorized,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(!ask("DELETE", "pets/*a"));
+    assert!(!ask("DELETE", "pets/*"));
+    assert!(!ask("DELETE", "pets/1"));
+    assert!(ask("GET", "pets/*a"));
 }
