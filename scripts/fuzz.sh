@@ -15,8 +15,8 @@
 #   targets are built with debug assertions (overflow checks) and
 #   coverage-guided fuzzing works the same.
 # - One job, one process per target, targets one after another (the build
-#   machine has 2 cores shared with others). Waits while a benchmark runs
-#   (FUZZ_WAIT_FOR_BENCH=0 to skip the check).
+#   machine has 2 cores shared with others). Before each target, waits while
+#   a benchmark runs (FUZZ_WAIT_FOR_BENCH=0 to skip the check).
 # - Seeds are the committed tests/fuzz/corpus/<target>/; what a run finds is
 #   added to tests/fuzz/work/corpus/<target>/ (not committed), logs go to
 #   tests/fuzz/work/logs/, crashes to tests/fuzz/artifacts/<target>/.
@@ -57,12 +57,14 @@ flags=(--fuzz-dir "$FUZZ_DIR" --sanitizer "$SANITIZER" --debug-assertions)
 log "building the fuzz targets (sanitizer: $SANITIZER, debug assertions on)"
 cargo fuzz build "${flags[@]}"
 
-if [ "${FUZZ_WAIT_FOR_BENCH:-1}" = 1 ]; then
+# Never fuzz while a benchmark runs: checked before each target.
+wait_for_benchmarks() {
+  [ "${FUZZ_WAIT_FOR_BENCH:-1}" = 1 ] || return 0
   while pgrep -f 'run-all.sh|bench-sidecar|wrk ' >/dev/null; do
     echo "a benchmark is running; waiting a minute before fuzzing"
     sleep 60
   done
-fi
+}
 
 work=$FUZZ_DIR/work
 mkdir -p "$work/logs"
@@ -75,6 +77,7 @@ for t in "${run[@]}"; do
   extra=()
   # Past the verifier's 8 KiB token bound, to reach it.
   [ "$t" = token_verify ] && extra+=(-max_len=9000)
+  wait_for_benchmarks
   log "fuzzing $t for ${seconds}s (log: $logfile)"
   before=$(find "$FUZZ_DIR/artifacts/$t" -type f | sort)
   set +e
