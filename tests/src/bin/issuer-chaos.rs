@@ -999,18 +999,25 @@ fn report_traffic(label: &str, recs: &[Rec], windows: &[Window]) -> (u64, u64, u
     for (i, w) in windows.iter().enumerate() {
         let mut inside = BTreeMap::new();
         let mut overlap = BTreeMap::new();
+        let mut waited = Vec::new();
         for r in recs {
             if r.t0 >= w.from && r.t1 <= w.to {
                 *inside.entry(r.outcome).or_default() += 1;
             } else if r.t0 < w.to && r.t1 > w.from {
                 *overlap.entry(r.outcome).or_default() += 1;
             }
+            if r.t0 < w.to && r.t1 > w.from {
+                waited.push(r.t1 - r.t0);
+            }
         }
+        waited.sort_unstable();
+        let p50 = waited.get(waited.len() / 2).copied().unwrap_or(0);
+        let max = waited.last().copied().unwrap_or(0);
         let other: u64 = inside.iter().filter(|(o, _)| **o != Outcome::Status(503)).map(|(_, n)| n).sum();
         inside_other += other;
         println!(
             "CHAOS phase={label} outage={} kind={} from_s={:.1} to_s={:.1} inside={} inside_statuses={} \
-             inside_not_503={other} straddling={} straddling_statuses={}",
+             inside_not_503={other} straddling={} straddling_statuses={} latency_ms_p50={p50} latency_ms_max={max}",
             i + 1,
             w.what,
             w.from as f64 / 1000.0,
