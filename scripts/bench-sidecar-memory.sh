@@ -13,7 +13,8 @@
 #   10%  a well-formed header naming one of 4,096 random `kid`s (unknown
 #        key: at most one JWKS refetch per cooldown);
 #   10%  a real header and claims under a random signature (signature check);
-#   10%  valid tokens (1,000 distinct ones from the harness, cycled).
+#   10%  valid tokens (the harness's 10,000, cycled: enough to fill the
+#        4 MiB verified-token cache to its bound).
 # Prints VmRSS and VmHWM from /proc before and after, the status classes wrk
 # saw (5xx must be 0), the sidecar's decision counters, and PASS/FAIL.
 # Exits 1 when a goal is missed.
@@ -23,7 +24,8 @@
 #                                  missing: wrk from Debian, keys, peers)
 #   CONNS [8]            wrk connections
 #   MAX_SECS [600]       wrk stops by then even if REQUESTS were not reached
-#   SKIP_BUILD [0]       1: use target/release/sidecar as it is
+#   SKIP_BUILD [0]       1: use $SIDECAR_BIN as it is
+#   SIDECAR_BIN [target/release/sidecar]  the binary to soak
 #   LIMIT_MIB [32]       the resident-memory goal
 #   SERVER_CPU [1], CLIENT_CPU [0], SIDECAR_PORT [8210], JWKS_PORT [9100]
 set -euo pipefail
@@ -35,6 +37,7 @@ BENCH_DIR="${BENCH_DIR:-target/peer-bench}"
 CONNS="${CONNS:-8}"
 MAX_SECS="${MAX_SECS:-600}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
+SIDECAR_BIN="${SIDECAR_BIN:-target/release/sidecar}"
 LIMIT_MIB="${LIMIT_MIB:-32}"
 SERVER_CPU="${SERVER_CPU:-1}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
@@ -63,10 +66,10 @@ if [ "$SKIP_BUILD" != 1 ]; then
   say "cargo build --release -p sidecar"
   cargo build --release -p sidecar
 fi
-[ -x target/release/sidecar ] || die "no target/release/sidecar"
+[ -x "$SIDECAR_BIN" ] || die "no $SIDECAR_BIN"
 KEYS="$(cd "$BENCH_DIR/keys" && pwd)"
 WORK="$(mktemp -d -t sidecar-mem.XXXXXX)"
-cp target/release/sidecar "$WORK/sidecar" # a rebuild by someone else cannot change it mid-run
+cp "$SIDECAR_BIN" "$WORK/sidecar" # a rebuild by someone else cannot change it mid-run
 
 # ---- processes: only ever kill the PIDs started here ------------------------------
 SRV_PID=""; JWKS_PID=""; WRK_PID=""
@@ -76,7 +79,8 @@ cleanup() {
   [ -n "$JWKS_PID" ] && kill "$JWKS_PID" 2>/dev/null || true
   wait 2>/dev/null || true
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM # a handler that returns would let the script go on
 
 taskset -c "$CLIENT_CPU" python3 "$SHARED/jwks_server.py" "$JWKS_PORT" "$KEYS/jwks.json" </dev/null >"$WORK/jwks.log" 2>&1 &
 JWKS_PID=$!
@@ -102,7 +106,7 @@ RSS0=$(kib VmRSS); HWM0=$(kib VmHWM)
 say "before: $(mem)"
 
 # ---- the load -------------------------------------------------------------------------
-head -1000 "$KEYS/tokens-rs256.txt" >"$WORK/valid.txt"
+cp "$KEYS/tokens-rs256.txt" "$WORK/valid.txt"
 cat >"$WORK/garbage.lua" <<'LUA'
 -- Random bearer tokens, one fresh per request; counts status classes; stops
 -- the thread after N responses (wrk itself then waits for SIGINT, which the

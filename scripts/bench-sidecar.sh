@@ -233,7 +233,7 @@ if [ -n "${SUMMARY_ONLY:-}" ]; then # re-print the summary of an earlier run dir
   exit 0
 fi
 [ -x "$SHARED/setup.sh" ] || die "the shared harness is missing: expected $SHARED/setup.sh"
-for tool in cargo python3 node npm taskset curl ss awk; do
+for tool in cargo python3 node npm taskset curl ss awk setsid; do
   command -v "$tool" >/dev/null || die "'$tool' not found on PATH (needed by the harness)"
 done
 [ -x /usr/bin/time ] || die "/usr/bin/time not found (apt-get install -y time)"
@@ -302,23 +302,37 @@ if [ -n "$BASELINE_BIN" ] && [[ " $PEERS " != *" sidecar-base "* ]]; then
   PEERS="sidecar-base sidecar-base-nocache $PEERS"
 fi
 
+# ---- processes: only ever kill the PIDs started here ------------------------------------
+SRV_PID=""; JWKS_PID=""; RUNALL_PID=""
+cleanup() {
+  if [ -n "$RUNALL_PID" ] && kill -0 "$RUNALL_PID" 2>/dev/null; then
+    # run-all.sh carries on after a TERM (its handler returns), and a KILL
+    # would orphan its peer, JWKS server and wrk: stop its whole process
+    # group, which setsid made for it alone.
+    kill -TERM -- "-$RUNALL_PID" 2>/dev/null || true
+    sleep 1
+    kill -KILL -- "-$RUNALL_PID" 2>/dev/null || true
+  fi
+  [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
+  [ -n "$JWKS_PID" ] && kill "$JWKS_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM # a handler that returns would let the script go on
+
 # ---- 4. the run ------------------------------------------------------------------------
 cd "$BENCH_DIR"
 say "run-all.sh $DURATION with REPEAT=$REPEAT, peers: $PEERS"
 before="$(ls -d out/run-* 2>/dev/null | sort | tail -1 || true)"
 t0=$(date +%s)
-ONLY="$PEERS" ./run-all.sh "$DURATION"
+ONLY="$PEERS" setsid ./run-all.sh "$DURATION" &
+RUNALL_PID=$! # also its process group id
+wait "$RUNALL_PID"
+RUNALL_PID=""
 RUN="$(ls -d out/run-* | sort | tail -1)"
 [ "$RUN" != "$before" ] || die "run-all.sh wrote no new out/run-* directory"
 say "run-all.sh took $(( $(date +%s) - t0 )) s: $BENCH_DIR/$RUN"
 
 # ---- 5. cache hit rate of the default sidecar on 10,000 cycled tokens ------------------
-SRV_PID=""; JWKS_PID=""
-cleanup() {
-  [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null || true
-  [ -n "$JWKS_PID" ] && kill "$JWKS_PID" 2>/dev/null || true
-}
-trap cleanup EXIT INT TERM
 metric() { curl -s --max-time 5 "http://127.0.0.1:8200/metrics" | awk -v m="$1" '$1==m{print $2}'; }
 if [ "$HITRATE" = 1 ] && [[ " $PEERS " == *" sidecar "* ]]; then
   say "cache hit rate of the default sidecar in cycle mode"
