@@ -15,7 +15,7 @@
 //! [`StoreError::Unavailable`], and the transaction is rolled back.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -54,7 +54,12 @@ impl Default for SqliteOptions {
 /// The embedded store. Cheap to clone (shares one connection).
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    /// One connection, one call at a time. An async mutex, taken with the
+    /// busy timeout as its bound: while another process holds the database,
+    /// a call waiting out its own busy timeout must not hold every other
+    /// request past theirs (each answers 503 after at most one busy timeout).
+    conn: Arc<tokio::sync::Mutex<Connection>>,
+    busy_timeout: Duration,
     path: Arc<PathBuf>,
 }
 
@@ -154,7 +159,11 @@ impl SqliteStore {
             p.push(suffix);
             restrict_permissions(Path::new(&p));
         }
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), path: Arc::new(path.to_owned()) })
+        Ok(SqliteStore {
+            conn: Arc::new(tokio::sync::Mutex::new(conn)),
+            busy_timeout: opts.busy_timeout,
+            path: Arc::new(path.to_owned()),
+        })
     }
 
     /// Opens `<dir>/issuer.sqlite3`, creating `dir` (mode 0700) if needed.
@@ -179,14 +188,12 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic mid-call rolled its transaction back: the connection is fine.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        let mut guard = tokio::time::timeout(self.busy_timeout, Arc::clone(&self.conn).lock_owned())
+            .await
+            .map_err(|_| StoreError::Unavailable("database busy: no connection within the busy timeout".into()))?;
+        tokio::task::spawn_blocking(move || f(&mut guard))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
     }
 
     /// Deletes refresh tokens that expired before `now - keep_secs`, and
@@ -654,6 +661,42 @@ mod tests {
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
         tx.rollback().unwrap();
         assert!(s.get_user("u1").await.unwrap().is_none());
+    }
+
+    /// Found by scripts/chaos-issuer.sh: while another process held the
+    /// database, calls queued for the one connection behind a call waiting
+    /// out its busy timeout, and so waited for the whole outage instead of
+    /// answering 503 after one busy timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_calls_fail_within_a_busy_timeout_while_the_database_is_held() {
+        let dir = TempDir::new("held");
+        let busy = Duration::from_millis(200);
+        let opts = SqliteOptions { busy_timeout: busy, ..SqliteOptions::default() };
+        let s = SqliteStore::open_in_dir(&dir.0, &opts).unwrap();
+        let mut other = Connection::open(s.path()).unwrap();
+        let tx = other.transaction_with_behavior(TransactionBehavior::Exclusive).unwrap();
+        let started = std::time::Instant::now();
+        let calls: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let t = std::time::Instant::now();
+                    let r = s.create_user(&user(&format!("u{i}"), &format!("u{i}@example.com"))).await;
+                    (r, t.elapsed())
+                })
+            })
+            .collect();
+        for c in calls {
+            let (r, took) = c.await.unwrap();
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+            // One busy timeout for the connection, and at most one more for
+            // SQLite itself: never the queue of everyone ahead.
+            assert!(took < busy * 3, "waited {took:?}");
+        }
+        assert!(started.elapsed() < busy * 4, "{:?}", started.elapsed());
+        tx.rollback().unwrap();
+        assert!(s.get_user("u0").await.unwrap().is_none());
+        s.create_user(&user("u9", "u9@example.com")).await.unwrap();
     }
 
     #[tokio::test]
