@@ -60,6 +60,11 @@ impl TokenCache {
         TokenCache { inner, max_ttl }
     }
 
+    /// Whether the cache is on (`max_bytes > 0`).
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     pub fn get(&self, digest: &TokenDigest) -> Option<Entry> {
         self.inner.as_ref()?.get(digest)
     }
