@@ -16,7 +16,7 @@ use crate::cookie::{self, check_csrf, check_origin_if_present, origin_allowed};
 use crate::error::ApiError;
 use crate::keys::{KeyError, KeyRing};
 use crate::password::{HashError, PasswordHasher, Verification};
-use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Family, LOCK_AFTER, MAX_LOCK_SECS, NewRefresh, NewUser, RotateOutcome, Store, StoreError, UserRecord,
 };
@@ -204,7 +204,7 @@ impl App<SqliteStore> {
     /// # Errors
     /// [`InitError`] naming what failed.
     pub fn from_config(cfg: IssuerConfig) -> Result<Self, InitError> {
-        let opts = SqliteOptions { busy_timeout: cfg.sqlite_busy_timeout, synchronous: cfg.sqlite_synchronous };
+        let opts = cfg.sqlite_options();
         let store = SqliteStore::open_in_dir(&cfg.data_dir, &opts)?;
         let keys = KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg)?;
         Self::new(cfg, store, keys)

@@ -260,6 +260,25 @@ impl IssuerConfig {
         )
     }
 
+    /// The SQLite store's options from this configuration.
+    pub fn sqlite_options(&self) -> crate::store::sqlite::SqliteOptions {
+        crate::store::sqlite::SqliteOptions {
+            busy_timeout: self.sqlite_busy_timeout,
+            synchronous: self.sqlite_synchronous,
+        }
+    }
+
+    /// The DynamoDB store's settings from this configuration (tables,
+    /// endpoint override; default timeouts and retries).
+    pub fn dynamo_config(&self) -> crate::store::dynamo::DynamoConfig {
+        crate::store::dynamo::DynamoConfig {
+            users_table: self.users_table.clone(),
+            refresh_table: self.refresh_table.clone(),
+            endpoint: self.dynamodb_endpoint.clone(),
+            ..crate::store::dynamo::DynamoConfig::default()
+        }
+    }
+
     /// `{ISSUER_URL}/.well-known/jwks.json`.
     pub fn jwks_uri(&self) -> String {
         format!("{}/.well-known/jwks.json", self.issuer_url.trim_end_matches('/'))

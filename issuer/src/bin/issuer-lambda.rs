@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use issuer::config::{IssuerConfig, Shape, StoreKind};
-use issuer::store::dynamo::{DynamoConfig, DynamoStore};
-use issuer::store::sqlite::{SqliteOptions, SqliteStore};
+use issuer::store::dynamo::DynamoStore;
+use issuer::store::sqlite::SqliteStore;
 use issuer::{App, KeyRing};
 
 #[tokio::main]
@@ -22,19 +22,13 @@ async fn main() -> Result<(), lambda_http::Error> {
     tracing::info!(kid = keys.active().kid(), keys = keys.keys().len(), "signing keys loaded");
     match cfg.store {
         StoreKind::DynamoDb => {
-            let dcfg = DynamoConfig {
-                users_table: cfg.users_table.clone(),
-                refresh_table: cfg.refresh_table.clone(),
-                endpoint: cfg.dynamodb_endpoint.clone(),
-                ..DynamoConfig::default()
-            };
-            let store = DynamoStore::new(&sdk, &dcfg);
+            let store = DynamoStore::new(&sdk, &cfg.dynamo_config());
             let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?);
             issuer::lambda::run(app).await
         }
         StoreKind::Sqlite => {
             // Only for experiments: a Lambda's disk is neither durable nor shared.
-            let opts = SqliteOptions { busy_timeout: cfg.sqlite_busy_timeout, synchronous: cfg.sqlite_synchronous };
+            let opts = cfg.sqlite_options();
             let store = SqliteStore::open_in_dir(&cfg.data_dir, &opts).map_err(|e| format!("store: {e}"))?;
             let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?);
             issuer::lambda::run(app).await

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use issuer::config::{IssuerConfig, Shape, StoreKind};
 use issuer::server::{ServerOptions, serve_with, shutdown_signal};
 use issuer::store::Store;
-use issuer::store::dynamo::{DynamoConfig, DynamoStore};
-use issuer::store::sqlite::{SqliteOptions, SqliteStore};
+use issuer::store::dynamo::DynamoStore;
+use issuer::store::sqlite::SqliteStore;
 use issuer::{App, KeyRing};
 use token_core::Settings;
 
@@ -178,7 +178,7 @@ fn dev(opts: issuer::dev::DevOptions) -> ExitCode {
 async fn run(cfg: IssuerConfig) -> Result<(), String> {
     match cfg.store {
         StoreKind::Sqlite => {
-            let opts = SqliteOptions { busy_timeout: cfg.sqlite_busy_timeout, synchronous: cfg.sqlite_synchronous };
+            let opts = cfg.sqlite_options();
             let store = SqliteStore::open_in_dir(&cfg.data_dir, &opts).map_err(|e| format!("store: {e}"))?;
             spawn_purge(store.clone());
             let keys = KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg).map_err(|e| e.to_string())?;
@@ -186,13 +186,7 @@ async fn run(cfg: IssuerConfig) -> Result<(), String> {
         }
         StoreKind::DynamoDb => {
             let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let dcfg = DynamoConfig {
-                users_table: cfg.users_table.clone(),
-                refresh_table: cfg.refresh_table.clone(),
-                endpoint: cfg.dynamodb_endpoint.clone(),
-                ..DynamoConfig::default()
-            };
-            let store = DynamoStore::new(&sdk, &dcfg);
+            let store = DynamoStore::new(&sdk, &cfg.dynamo_config());
             let keys = match &cfg.signing_key_secret_arn {
                 Some(arn) => {
                     let client = aws_sdk_secretsmanager::Client::new(&sdk);
