@@ -271,6 +271,9 @@ impl Outcome {
     }
 }
 
+/// One request; times in microseconds since the start (milliseconds are too
+/// coarse: a request sent in the same millisecond as the lock was taken,
+/// but before it, must not count as inside the outage).
 #[derive(Debug, Clone, Copy)]
 struct Rec {
     t0: u64,
@@ -375,7 +378,7 @@ impl Agent {
     /// One step: register, log in, or rotate the current session.
     async fn step(&mut self, ctx: &Ctx, tally: &mut Tally) {
         let roll = self.rng.below(100);
-        let t0 = ctx.start.elapsed().as_millis() as u64;
+        let t0 = ctx.start.elapsed().as_micros() as u64;
         let endpoint;
         let outcome;
         if self.users.is_empty() || roll < 4 || (self.session.is_none() && roll < 25) {
@@ -446,7 +449,7 @@ impl Agent {
                 _ => {}
             }
         }
-        let t1 = ctx.start.elapsed().as_millis() as u64;
+        let t1 = ctx.start.elapsed().as_micros() as u64;
         tally.recs.push(Rec { t0, t1, endpoint, outcome });
         if !outcome.ok() {
             // Retry-After: 1 says a second; a busy client comes back sooner.
@@ -961,6 +964,7 @@ fn fmt_outcomes(m: &BTreeMap<Outcome, u64>) -> String {
     m.iter().map(|(o, n)| format!("{}:{n}", o.label())).collect::<Vec<_>>().join(",")
 }
 
+/// An outage, in microseconds since the start.
 struct Window {
     what: &'static str,
     from: u64,
@@ -1007,21 +1011,31 @@ fn report_traffic(label: &str, recs: &[Rec], windows: &[Window]) -> (u64, u64, u
                 *overlap.entry(r.outcome).or_default() += 1;
             }
             if r.t0 < w.to && r.t1 > w.from {
-                waited.push(r.t1 - r.t0);
+                waited.push((r.t1 - r.t0) / 1000);
             }
         }
         waited.sort_unstable();
         let p50 = waited.get(waited.len() / 2).copied().unwrap_or(0);
         let max = waited.last().copied().unwrap_or(0);
         let other: u64 = inside.iter().filter(|(o, _)| **o != Outcome::Status(503)).map(|(_, n)| n).sum();
+        for r in recs.iter().filter(|r| r.t0 >= w.from && r.t1 <= w.to && r.outcome != Outcome::Status(503)).take(10) {
+            println!(
+                "CHAOS phase={label} outage={} inside_not_503 endpoint={} sent_s={:.3} answered_s={:.3} outcome={}",
+                i + 1,
+                r.endpoint.name(),
+                r.t0 as f64 / 1e6,
+                r.t1 as f64 / 1e6,
+                r.outcome.label()
+            );
+        }
         inside_other += other;
         println!(
             "CHAOS phase={label} outage={} kind={} from_s={:.1} to_s={:.1} inside={} inside_statuses={} \
              inside_not_503={other} straddling={} straddling_statuses={} latency_ms_p50={p50} latency_ms_max={max}",
             i + 1,
             w.what,
-            w.from as f64 / 1000.0,
-            w.to as f64 / 1000.0,
+            w.from as f64 / 1e6,
+            w.to as f64 / 1e6,
             inside.values().sum::<u64>(),
             fmt_outcomes(&inside),
             overlap.values().sum::<u64>(),
@@ -1035,7 +1049,7 @@ fn report_traffic(label: &str, recs: &[Rec], windows: &[Window]) -> (u64, u64, u
             s503_out += 1;
         }
     }
-    let latency_max = recs.iter().map(|r| r.t1 - r.t0).max().unwrap_or(0);
+    let latency_max = recs.iter().map(|r| (r.t1 - r.t0) / 1000).max().unwrap_or(0);
     println!(
         "CHAOS phase={label} s503_during_outages={s503_in} s503_outside_outages={s503_out} s5xx_not_503={bad5xx} \
          latency_max_ms={latency_max}"
@@ -1140,26 +1154,26 @@ async fn main() {
                     let mut conn = rusqlite::Connection::open(&db).unwrap();
                     conn.busy_timeout(Duration::from_secs(30)).unwrap();
                     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive).unwrap();
-                    let from = start.elapsed().as_millis() as u64;
+                    let from = start.elapsed().as_micros() as u64;
                     std::thread::sleep(hold);
-                    let to = start.elapsed().as_millis() as u64;
+                    let to = start.elapsed().as_micros() as u64;
                     tx.rollback().unwrap();
                     (from, to)
                 })
                 .await
                 .unwrap();
-                eprintln!("outage {}: exclusive lock held {:.1}-{:.1} s", i + 1, from as f64 / 1e3, to as f64 / 1e3);
+                eprintln!("outage {}: exclusive lock held {:.1}-{:.1} s", i + 1, from as f64 / 1e6, to as f64 / 1e6);
                 windows.push(Window { what: "sqlite_exclusive_lock", from, to });
             }
             StoreKind::Dynamo => {
                 let p = proxy.as_ref().unwrap();
                 let mode = modes[i % modes.len()];
-                let from = ctx.start.elapsed().as_millis() as u64;
+                let from = ctx.start.elapsed().as_micros() as u64;
                 p.set(mode);
                 tokio::time::sleep(hold).await;
-                let to = ctx.start.elapsed().as_millis() as u64;
+                let to = ctx.start.elapsed().as_micros() as u64;
                 p.set(ProxyMode::Forward);
-                eprintln!("outage {}: proxy {} {:.1}-{:.1} s", i + 1, mode.name(), from as f64 / 1e3, to as f64 / 1e3);
+                eprintln!("outage {}: proxy {} {:.1}-{:.1} s", i + 1, mode.name(), from as f64 / 1e6, to as f64 / 1e6);
                 windows.push(Window { what: mode.name(), from, to });
             }
         }
