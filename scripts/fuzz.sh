@@ -14,7 +14,8 @@
 #   forbid unsafe code, so AddressSanitizer mostly slows them down; the
 #   targets are built with debug assertions (overflow checks) and
 #   coverage-guided fuzzing works the same.
-# - One job, one process per target, targets one after another (the build
+# - One job: one in-process fuzzer per target (libFuzzer's default; -jobs=N
+#   would fork workers), targets one after another (the build
 #   machine has 2 cores shared with others). Before each target, waits while
 #   a benchmark runs (FUZZ_WAIT_FOR_BENCH=0 to skip the check).
 # - Seeds are the committed tests/fuzz/corpus/<target>/; what a run finds is
@@ -83,7 +84,7 @@ for t in "${run[@]}"; do
   set +e
   # The first corpus directory receives new inputs; the seeds are read only.
   cargo fuzz run "${flags[@]}" "$t" "$corpus" "$FUZZ_DIR/corpus/$t" -- \
-    -max_total_time="$seconds" -jobs=1 -workers=1 -timeout=10 -print_final_stats=1 \
+    -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
     -dict="$FUZZ_DIR/dict/auth.dict" "${extra[@]}" >"$logfile" 2>&1
   rc=$?
   set -e
