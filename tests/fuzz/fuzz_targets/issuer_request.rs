@@ -251,11 +251,68 @@ fn direct(data: &[u8]) {
     check_response(resp.status.as_u16(), &resp.headers, &resp.body, head);
 }
 
+/// A JSON document that keeps duplicate members (serde_json's `Value`
+/// keeps the last; the event deserializers may take the first).
+enum Doc {
+    Obj(Vec<(String, Doc)>),
+    Arr(Vec<Doc>),
+    Str(String),
+    Bool(bool),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Doc {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Doc;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Doc, E> {
+                Ok(Doc::Str(v.to_owned()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Doc, E> {
+                Ok(Doc::Bool(v))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Doc, E> {
+                Ok(Doc::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Doc, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = s.next_element()? {
+                    out.push(x);
+                }
+                Ok(Doc::Arr(out))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Doc, A::Error> {
+                let mut out = Vec::new();
+                while let Some(kv) = m.next_entry()? {
+                    out.push(kv);
+                }
+                Ok(Doc::Obj(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Could API Gateway have sent this event? lambda_http (1.3.2) and
 /// aws_lambda_events panic, rather than fail, on events that only API
 /// Gateway writes (trusted input): a body flagged base64 that is not, or a
 /// host, scheme, stage, path or query that do not make a URI. Those events
 /// are not tried: the panics are upstream's, on input no client controls.
+/// Conservative: every occurrence of those members, at any depth, with
+/// duplicates, must be clean.
 fn apigw_could_send(text: &str) -> bool {
     fn uri_safe(s: &str) -> bool {
         s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b))
@@ -263,46 +320,47 @@ fn apigw_could_send(text: &str) -> bool {
     fn host_safe(s: &str) -> bool {
         !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b))
     }
-    let Ok(Value::Object(v)) = serde_json::from_str::<Value>(text) else { return true };
-    if v.get("isBase64Encoded") == Some(&Value::Bool(true))
-        && let Some(Value::String(body)) = v.get("body")
-        && base64::engine::general_purpose::STANDARD.decode(body).is_err()
-    {
-        return false;
-    }
-    let ctx = v.get("requestContext");
-    let strings = [
-        v.get("path"),
-        v.get("rawPath"),
-        v.get("rawQueryString"),
-        ctx.and_then(|c| c.get("stage")),
-        ctx.and_then(|c| c.get("path")),
-        ctx.and_then(|c| c.get("http")).and_then(|h| h.get("path")),
-    ];
-    if strings.into_iter().flatten().any(|s| s.as_str().is_some_and(|s| !uri_safe(s))) {
-        return false;
-    }
-    if let Some(Value::String(d)) = ctx.and_then(|c| c.get("domainName"))
-        && !host_safe(d)
-    {
-        return false;
-    }
-    for map in ["headers", "multiValueHeaders"] {
-        let Some(Value::Object(h)) = v.get(map) else { continue };
-        for (name, value) in h {
-            if !(name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("x-forwarded-proto")) {
-                continue;
-            }
-            let values: Vec<&Value> = match value {
-                Value::Array(a) => a.iter().collect(),
-                other => vec![other],
-            };
-            if values.iter().any(|x| !x.as_str().is_some_and(host_safe)) {
-                return false;
-            }
+    fn strings(d: &Doc) -> Vec<&str> {
+        match d {
+            Doc::Str(s) => vec![s.as_str()],
+            Doc::Arr(a) => a.iter().flat_map(strings).collect(),
+            _ => Vec::new(),
         }
     }
-    true
+    #[derive(Default)]
+    struct Seen<'a> {
+        base64: bool,
+        bodies: Vec<&'a str>,
+        bad: bool,
+    }
+    fn walk<'a>(d: &'a Doc, seen: &mut Seen<'a>) {
+        match d {
+            Doc::Obj(members) => {
+                for (k, v) in members {
+                    let k = k.to_ascii_lowercase();
+                    match k.as_str() {
+                        "host" | "x-forwarded-proto" | "domainname" => {
+                            seen.bad |= !strings(v).into_iter().all(host_safe);
+                        }
+                        "path" | "rawpath" | "rawquerystring" | "stage" => {
+                            seen.bad |= !strings(v).into_iter().all(uri_safe);
+                        }
+                        "isbase64encoded" => seen.base64 |= matches!(v, Doc::Bool(true)),
+                        "body" => seen.bodies.extend(strings(v)),
+                        _ => {}
+                    }
+                    walk(v, seen);
+                }
+            }
+            Doc::Arr(items) => items.iter().for_each(|x| walk(x, seen)),
+            _ => {}
+        }
+    }
+    let Ok(doc) = serde_json::from_str::<Doc>(text) else { return true };
+    let mut seen = Seen::default();
+    walk(&doc, &mut seen);
+    let b64 = |s: &&str| base64::engine::general_purpose::STANDARD.decode(s).is_ok();
+    !seen.bad && (!seen.base64 || seen.bodies.iter().all(b64))
 }
 
 fn lambda(text: &str) {
