@@ -317,8 +317,18 @@ fn apigw_could_send(text: &str) -> bool {
     fn uri_safe(s: &str) -> bool {
         s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b))
     }
+    /// A DNS name (labels of letters, digits and `-`, the last starting
+    /// with a letter, no punycode) with an optional numeric port.
     fn host_safe(s: &str) -> bool {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b))
+        let (name, port) = s.split_once(':').unwrap_or((s, "80"));
+        let labels: Vec<&str> = name.split('.').collect();
+        port.parse::<u16>().is_ok()
+            && labels.iter().all(|l| {
+                (1..=63).contains(&l.len())
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.to_ascii_lowercase().starts_with("xn--")
+            })
+            && labels.last().is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
     }
     fn strings(d: &Doc) -> Vec<&str> {
         match d {
@@ -339,8 +349,9 @@ fn apigw_could_send(text: &str) -> bool {
                 for (k, v) in members {
                     let k = k.to_ascii_lowercase();
                     match k.as_str() {
-                        "host" | "x-forwarded-proto" | "domainname" => {
-                            seen.bad |= !strings(v).into_iter().all(host_safe);
+                        "host" | "domainname" => seen.bad |= !strings(v).into_iter().all(host_safe),
+                        "x-forwarded-proto" => {
+                            seen.bad |= !strings(v).into_iter().all(|p| p == "https" || p == "http");
                         }
                         "path" | "rawpath" | "rawquerystring" | "stage" => {
                             seen.bad |= !strings(v).into_iter().all(uri_safe);
