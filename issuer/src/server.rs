@@ -204,27 +204,6 @@ fn to_hyper(resp: Response) -> hyper::Response<Full<Bytes>> {
     out
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
-                    _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
+/// Completes on SIGTERM or SIGINT; the handlers are installed when it is
+/// called (see [`sidecar::shutdown_signal`]).
+pub use sidecar::shutdown_signal;

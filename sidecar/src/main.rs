@@ -72,9 +72,11 @@ async fn run(cfg: SidecarConfig) -> ExitCode {
     }
     verifier.spawn_refresh();
     let sidecar = Arc::new(Sidecar::new(verifier, cfg.request_timeout));
+    // Handlers first, then the readiness line: a signal right after it drains.
+    let shutdown = sidecar::shutdown_signal();
     let addr = listener.local_addr().map_or_else(|_| cfg.listen.to_string(), |a| a.to_string());
     info!(listen = %addr, "sidecar listening");
-    match sidecar::serve(listener, sidecar, cfg.limits(), sidecar::shutdown_signal()).await {
+    match sidecar::serve(listener, sidecar, cfg.limits(), shutdown).await {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS

@@ -166,7 +166,10 @@ fn dev(opts: issuer::dev::DevOptions) -> ExitCode {
             println!("{}", issuer::dev::walkthrough(&addrs));
         }
     };
-    match rt.block_on(issuer::dev::run(opts, |name| std::env::var(name).ok(), ready, shutdown_signal())) {
+    // The shutdown future is made inside the runtime, before anything is
+    // announced: its signal handlers exist from then on.
+    let stack = async { issuer::dev::run(opts, |name| std::env::var(name).ok(), ready, shutdown_signal()).await };
+    match rt.block_on(stack) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("issuer dev: {msg}");
@@ -206,8 +209,9 @@ async fn serve_app<S: Store>(cfg: IssuerConfig, store: S, keys: KeyRing) -> Resu
     let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?);
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("ISSUER_LISTEN: cannot bind {listen}: {e}"))?;
+    let shutdown = shutdown_signal();
     tracing::info!(addr = %listen, issuer = %app.config().issuer_url, kid = app.keys().active().kid(), "issuer listening");
-    serve_with(listener, app, opts, shutdown_signal()).await.map_err(|e| e.to_string())
+    serve_with(listener, app, opts, shutdown).await.map_err(|e| e.to_string())
 }
 
 /// Deletes long-expired refresh tokens once an hour (expiry is checked on
