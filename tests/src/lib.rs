@@ -213,6 +213,8 @@ pub struct Proc {
     /// The address it listens on, from its `listen` log field.
     pub addr: std::net::SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// One message from each log reader when it reaches the end of its pipe.
+    readers_done: std::sync::mpsc::Receiver<()>,
 }
 
 impl Proc {
@@ -250,12 +252,15 @@ impl Proc {
         let stdout = child.stdout.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, readers_done) = std::sync::mpsc::channel();
         let out_sink = Arc::clone(&logs);
+        let out_done = done_tx.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 out_sink.lock().unwrap().push(line);
             }
+            let _ = out_done.send(());
         });
         let sink = Arc::clone(&logs);
         std::thread::spawn(move || {
@@ -273,12 +278,13 @@ impl Proc {
                     let _ = tx.send(addr);
                 }
             }
+            let _ = done_tx.send(());
         });
         if !wait_for_listen {
-            return Proc { child, addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)), logs };
+            return Proc { child, addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)), logs, readers_done };
         }
         match rx.recv_timeout(std::time::Duration::from_secs(30)) {
-            Ok(addr) => Proc { child, addr, logs },
+            Ok(addr) => Proc { child, addr, logs, readers_done },
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -317,11 +323,20 @@ impl Proc {
         assert!(ok, "kill -{name} failed");
     }
 
-    /// Waits up to `timeout` for the process to exit.
+    /// Waits up to `timeout` for the process to exit. Once it has, what it
+    /// wrote before exiting is in [`Proc::logs`]: the readers are given up to
+    /// two seconds to drain its pipes.
     pub fn wait_timeout(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                let drained = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                for _ in 0..2 {
+                    let left = drained.saturating_duration_since(std::time::Instant::now());
+                    if self.readers_done.recv_timeout(left).is_err() {
+                        break;
+                    }
+                }
                 return Some(status);
             }
             if std::time::Instant::now() > deadline {
