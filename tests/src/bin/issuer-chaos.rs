@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_tests::bin_path;
+use e2e_tests::{Rng, bin_path};
 use issuer::tokens::hash_refresh_token;
 
 // ---------------------------------------------------------------- arguments
@@ -125,25 +125,6 @@ fn args() -> Args {
         assert!(a.moto.is_some(), "--store dynamodb needs --moto URL or DYNAMODB_ENDPOINT (moto's address)");
     }
     a
-}
-
-// ---------------------------------------------------------------- randomness
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 fn run_id() -> String {

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use e2e_tests::tokens::{claims, sign};
-use e2e_tests::{Fetch, JwksServer, Mode, bin_path};
+use e2e_tests::{Fetch, JwksServer, Mode, Rng, bin_path};
 use token_core::{Algorithm, SigningKey};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -107,33 +107,6 @@ fn args() -> Args {
     assert!(a.secs >= 20, "--secs: at least 20");
     assert!(a.max_stale > a.secs, "--max-stale must be longer than the run (keys must never be unusable)");
     a
-}
-
-// ---------------------------------------------------------------- randomness
-
-/// xorshift64*: enough for picking request kinds and garbage bytes.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn b64(&mut self, len: usize) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        (0..len).map(|_| A[self.below(64) as usize] as char).collect()
-    }
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
 }
 
 // ---------------------------------------------------------------- traffic
