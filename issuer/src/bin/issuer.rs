@@ -49,19 +49,9 @@ fn parse_dev(rest: &[String]) -> Result<Command, String> {
     if let Ok(dir) = std::env::var("ISSUER_DATA_DIR") {
         o.data_dir = dir.into();
     }
-    let mut it = rest.iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(Command::Help);
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => it.next().cloned().ok_or(format!("{name} needs a value"))?,
-        };
+    let Some(pairs) = flag_pairs(rest)? else { return Ok(Command::Help) };
+    for (name, value) in pairs {
+        let name = name.as_str();
         let port = |v: &str| v.parse::<u16>().map_err(|_| format!("{name}: expected a port number, got {v:?}"));
         match name {
             "--data-dir" => o.data_dir = value.into(),
@@ -91,24 +81,31 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         "dev" => return parse_dev(rest),
         other => return Err(format!("unknown command {other:?}")),
     }
+    let Some(pairs) = flag_pairs(rest)? else { return Ok(Command::Help) };
     let mut flags = HashMap::new();
-    let mut it = rest.iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(Command::Help);
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (arg.as_str(), None),
-        };
+    for (name, value) in pairs {
         let var = FLAGS.iter().find(|(f, _)| *f == name).map(|(_, v)| *v).ok_or(format!("unknown flag {name:?}"))?;
-        let value = match inline {
-            Some(v) => v,
-            None => it.next().cloned().ok_or(format!("{name} needs a value"))?,
-        };
         flags.insert(var, value);
     }
     Ok(Command::Serve(flags))
+}
+
+/// `--name value` and `--name=value` pairs, in order; `None` when help is
+/// asked for (`-h` or `--help` where a flag name is expected).
+fn flag_pairs(rest: &[String]) -> Result<Option<Vec<(String, String)>>, String> {
+    let mut pairs = Vec::new();
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(None);
+        }
+        let (name, value) = match arg.split_once('=') {
+            Some((n, v)) => (n, v.to_owned()),
+            None => (arg.as_str(), it.next().cloned().ok_or(format!("{arg} needs a value"))?),
+        };
+        pairs.push((name.to_owned(), value));
+    }
+    Ok(Some(pairs))
 }
 
 fn main() -> ExitCode {
@@ -229,4 +226,52 @@ fn spawn_purge(store: SqliteStore) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn serve_flags_map_to_their_variables_in_both_spellings() {
+        let Ok(Command::Serve(f)) = parse_args(&args("serve --listen 127.0.0.1:9 --audience=a,b")) else {
+            panic!("serve expected")
+        };
+        assert_eq!(f["ISSUER_LISTEN"], "127.0.0.1:9");
+        assert_eq!(f["ISSUER_AUDIENCE"], "a,b");
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn dev_flags_set_the_options() {
+        let Ok(Command::Dev(o)) = parse_args(&args("dev --gateway-port 9000 --authorizer-ttl-secs=60")) else {
+            panic!("dev expected")
+        };
+        assert_eq!(o.gateway_port, 9000);
+        assert_eq!(o.authorizer_ttl, std::time::Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let err = |s: &str| match parse_args(&args(s)) {
+            Err(e) => e,
+            Ok(_) => panic!("{s}: expected an error"),
+        };
+        assert_eq!(err("serve --bogus x"), "unknown flag \"--bogus\"");
+        assert_eq!(err("serve --listen"), "--listen needs a value");
+        assert_eq!(err("dev --gateway-port abc"), "--gateway-port: expected a port number, got \"abc\"");
+        assert_eq!(err("dev --authorizer-ttl-secs 3601"), "--authorizer-ttl-secs: at most 3600 (API Gateway's limit)");
+        assert_eq!(err("deploy"), "unknown command \"deploy\"");
+    }
+
+    #[test]
+    fn help_wherever_a_flag_is_expected() {
+        for s in ["", "help", "--help", "serve -h", "dev --data-dir d --help"] {
+            assert!(matches!(parse_args(&args(s)), Ok(Command::Help)), "{s}");
+        }
+    }
 }
