@@ -115,4 +115,45 @@ mod tests {
         assert_eq!(handle_event(&app, event).await.status(), 405);
         let _ = std::fs::remove_dir_all(&dir);
     }
+    /// API Gateway hands the path and query to the function decoded: a
+    /// client chooses their characters. None may panic the adapter
+    /// (lambda_http builds a URI from them) or reach a route.
+    #[tokio::test]
+    async fn client_chosen_paths_and_queries_get_an_answer_not_a_panic() {
+        let dir = std::env::temp_dir().join(format!("issuer-lambda-{}", crate::tokens::random_id().unwrap()));
+        let app = app(&dir);
+        // As written inside the event's JSON (escapes included).
+        let paths = [
+            "/register#x",
+            "/register?x=1",
+            "/a b",
+            "/a\\\\b",
+            "/%zz",
+            "/a|b",
+            "/a{b}",
+            "/a\\\"b",
+            "/a^b",
+            "/a`b",
+            "/a<b>",
+            "/\\u00e9",
+            "/a\\u0000b",
+            "/a\\u007fb",
+            "//x",
+            "/a%2Fb",
+            "/@x:y",
+            "/register/..",
+        ];
+        for p in paths {
+            let rest = REST
+                .replace("\"/register\"", &format!("\"{p}\""))
+                .replace("\"queryStringParameters\": null", "\"queryStringParameters\": {\"q#\": \"a b&c=#\"}");
+            let v2 = HTTP_API.replace("\"/prod/login\"", &format!("\"/prod{p}\""));
+            for text in [rest, v2] {
+                let event = lambda_http::request::from_str(&text).unwrap();
+                let status = handle_event(&app, event).await.status();
+                assert_eq!(status, 404, "{p}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
