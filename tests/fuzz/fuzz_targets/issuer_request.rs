@@ -353,8 +353,19 @@ fn apigw_could_send(text: &str) -> bool {
                         "x-forwarded-proto" => {
                             seen.bad |= !strings(v).into_iter().all(|p| p == "https" || p == "http");
                         }
-                        "path" | "rawpath" | "rawquerystring" | "stage" => {
-                            seen.bad |= !strings(v).into_iter().all(uri_safe);
+                        // API Gateway's paths start with `/` (lambda_http
+                        // glues them after the host and unwraps the parse).
+                        "path" | "rawpath" => {
+                            seen.bad |=
+                                !strings(v).into_iter().all(|p| p.is_empty() || p.starts_with('/') && uri_safe(p));
+                        }
+                        "rawquerystring" => seen.bad |= !strings(v).into_iter().all(uri_safe),
+                        // Stage names: letters, digits, `-` and `_`, or `$default`.
+                        "stage" => {
+                            seen.bad |= !strings(v).into_iter().all(|s| {
+                                s == "$default"
+                                    || s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                            });
                         }
                         "isbase64encoded" => seen.base64 |= matches!(v, Doc::Bool(true)),
                         "body" => seen.bodies.extend(strings(v)),

@@ -19,7 +19,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use auth_fuzz::{ISS, LEEWAY, NOW, PARTNER, b64, check_accepted, sign_raw, summary, verifier};
+use auth_fuzz::{ISS, LEEWAY, MAX_TOKEN_BYTES, NOW, PARTNER, b64, check_accepted, sign_raw, summary, verifier};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use token_core::{Algorithm, Claim, Verifier, VerifyError};
@@ -267,8 +267,9 @@ fn claims_json(c: &Claims, signer: Signer) -> String {
 
 /// The decision the rules give, for the inputs simple enough to model:
 /// profile header, good signature, no mutation, claims that are defaults,
-/// omissions or times, no extra member with a registered name.
-fn model(input: &Input, now: u64) -> Option<Result<(), VerifyError>> {
+/// omissions or times, no extra member with a registered name. A token
+/// over the size bound is `Malformed` before anything else is looked at.
+fn model(input: &Input, token_len: usize, now: u64) -> Option<Result<(), VerifyError>> {
     let simple = |f: &Field| matches!(f, Field::Default | Field::Absent | Field::Time(_));
     let c = &input.claims;
     let registered = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "client_id"];
@@ -279,6 +280,9 @@ fn model(input: &Input, now: u64) -> Option<Result<(), VerifyError>> {
         || c.extra.iter().any(|(k, _)| registered.contains(&k.as_str()))
     {
         return None;
+    }
+    if token_len > MAX_TOKEN_BYTES {
+        return Some(Err(VerifyError::Malformed));
     }
     let bad = |claim| Err(VerifyError::InvalidClaim(claim));
     // A required string claim: only the default is a string.
@@ -371,7 +375,7 @@ fuzz_target!(|input: Input| {
         Ok(t) => check_accepted(&token, t, now),
         Err(e) => assert_ne!(*e, VerifyError::KeysUnavailable, "keys are installed"),
     }
-    if let Some(expected) = model(&input, now) {
+    if let Some(expected) = model(&input, token.len(), now) {
         assert_eq!(decision.as_ref().map(|_| ()).map_err(|e| *e), expected, "the rules say otherwise: {payload}");
     }
 
