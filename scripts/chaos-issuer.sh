@@ -26,6 +26,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=lib/shared-machine.sh
+source scripts/lib/shared-machine.sh
 MODE="${1:-all}"
 [ $# -gt 0 ] && shift
 case "$MODE" in sqlite|dynamodb|all) ;; *) echo "usage: $0 [sqlite|dynamodb|all] [flags]" >&2; exit 2 ;; esac
@@ -56,14 +58,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for i in $(seq 1 "$WAIT_MINUTES"); do
-  pgrep -f 'run-all.sh|bench-sidecar' >/dev/null || break
-  [ "$i" = "$WAIT_MINUTES" ] && die "a benchmark is still running after $WAIT_MINUTES minutes"
-  say "a performance benchmark is running; waiting a minute ($i/$WAIT_MINUTES)"
-  sleep 60
-done
-FUZZ="$(pgrep -fa 'cargo-fuzz|fuzz run|libfuzzer' | grep -v pgrep | head -3 || true)"
-[ -n "$FUZZ" ] && say "note: a fuzzer is running (one core): $(echo "$FUZZ" | head -1 | cut -c1-80)"
+wait_for_benchmarks "$WAIT_MINUTES" || die "gave up waiting for the benchmark"
+note_fuzzer
 
 if [ "$MODE" != sqlite ]; then
   say "installing moto[server]==$MOTO_VERSION (pinned)"

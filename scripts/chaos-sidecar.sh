@@ -19,6 +19,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=lib/shared-machine.sh
+source scripts/lib/shared-machine.sh
 WAIT_MINUTES="${WAIT_MINUTES:-60}"
 CLIENT_CPU="${CLIENT_CPU:-0}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
@@ -46,14 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for i in $(seq 1 "$WAIT_MINUTES"); do
-  pgrep -f 'run-all.sh|bench-sidecar' >/dev/null || break
-  [ "$i" = "$WAIT_MINUTES" ] && die "a benchmark is still running after $WAIT_MINUTES minutes"
-  say "a performance benchmark is running; waiting a minute ($i/$WAIT_MINUTES)"
-  sleep 60
-done
-FUZZ="$(pgrep -fa 'cargo-fuzz|fuzz run|libfuzzer' | grep -v pgrep | head -3 || true)"
-[ -n "$FUZZ" ] && say "note: a fuzzer is running (one core): $(echo "$FUZZ" | head -1 | cut -c1-80)"
+wait_for_benchmarks "$WAIT_MINUTES" || die "gave up waiting for the benchmark"
+note_fuzzer
 
 args=("$@")
 [ ${#args[@]} -eq 0 ] && args=(--secs 60)

@@ -23,6 +23,8 @@
 #   tests/fuzz/work/logs/, crashes to tests/fuzz/artifacts/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/shared-machine.sh
+source scripts/lib/shared-machine.sh
 
 CARGO_FUZZ_VERSION=0.13.1
 FUZZ_DIR=tests/fuzz
@@ -58,15 +60,6 @@ flags=(--fuzz-dir "$FUZZ_DIR" --sanitizer "$SANITIZER" --debug-assertions)
 log "building the fuzz targets (sanitizer: $SANITIZER, debug assertions on)"
 cargo fuzz build "${flags[@]}"
 
-# Never fuzz while a benchmark runs: checked before each target.
-wait_for_benchmarks() {
-  [ "${FUZZ_WAIT_FOR_BENCH:-1}" = 1 ] || return 0
-  while pgrep -f 'run-all.sh|bench-sidecar|wrk ' >/dev/null; do
-    echo "a benchmark is running; waiting a minute before fuzzing"
-    sleep 60
-  done
-}
-
 work=$FUZZ_DIR/work
 mkdir -p "$work/logs"
 summary=()
@@ -78,7 +71,8 @@ for t in "${run[@]}"; do
   extra=()
   # Past the verifier's 8 KiB token bound, to reach it.
   [ "$t" = token_verify ] && extra+=(-max_len=9000)
-  wait_for_benchmarks
+  # Never fuzz while a benchmark runs: checked before each target.
+  [ "${FUZZ_WAIT_FOR_BENCH:-1}" = 1 ] && wait_for_benchmarks 0
   log "fuzzing $t for ${seconds}s (log: $logfile)"
   before=$(find "$FUZZ_DIR/artifacts/$t" -type f | sort)
   set +e
