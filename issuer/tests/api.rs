@@ -90,6 +90,9 @@ struct Server {
     data_dir: PathBuf,
     app: Arc<App<SqliteStore>>,
     offset: Arc<AtomicU64>,
+    /// How often the app has read the clock: a handler reads it first, so a
+    /// test can tell that a request has reached the app.
+    clock_reads: Arc<AtomicU64>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -112,11 +115,17 @@ async fn start(dir: &Path, extra: &[(&str, &str)]) -> Server {
     let settings = Settings::new(move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
     let cfg = IssuerConfig::from_settings(&settings, Shape::Local).unwrap();
     let opts = ServerOptions { drain_timeout: Duration::from_secs(2), ..ServerOptions::from_config(&cfg) };
+    // The clock stands still unless a test advances it: a real clock that
+    // ticks between two requests makes exact Max-Age and Retry-After checks
+    // flaky (CI saw Max-Age=49 for 50 when a second boundary fell between).
     let offset = Arc::new(AtomicU64::new(0));
-    let clock_offset = Arc::clone(&offset);
-    let app = App::from_config(cfg)
-        .unwrap()
-        .with_clock(Arc::new(move || token_core::unix_now().as_secs() + clock_offset.load(Ordering::SeqCst)));
+    let clock_reads = Arc::new(AtomicU64::new(0));
+    let (clock_offset, reads) = (Arc::clone(&offset), Arc::clone(&clock_reads));
+    let frozen = token_core::unix_now().as_secs();
+    let app = App::from_config(cfg).unwrap().with_clock(Arc::new(move || {
+        reads.fetch_add(1, Ordering::SeqCst);
+        frozen + clock_offset.load(Ordering::SeqCst)
+    }));
     let app = Arc::new(app);
     let (tx, rx) = oneshot::channel::<()>();
     let served = Arc::clone(&app);
@@ -128,7 +137,7 @@ async fn start(dir: &Path, extra: &[(&str, &str)]) -> Server {
         .unwrap();
     });
     let client = Client::builder(TokioExecutor::new()).build_http();
-    Server { base, data_dir: dir.to_owned(), app, offset, stop: Some(tx), task: Some(task), client }
+    Server { base, data_dir: dir.to_owned(), app, offset, clock_reads, stop: Some(tx), task: Some(task), client }
 }
 
 impl Server {
@@ -844,9 +853,16 @@ mod limits {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
+        let reads = s.clock_reads.load(Ordering::SeqCst);
         let in_flight = tokio::spawn(async move { client.request(req).await.map(|r| r.status()) });
-        // The login is hashing (tens of milliseconds) when shutdown starts.
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Shut down once the login has reached the app (it reads the clock
+        // first, then hashes for tens of milliseconds): a fixed sleep raced
+        // the connection on a loaded machine.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s.clock_reads.load(Ordering::SeqCst) == reads {
+            assert!(std::time::Instant::now() < deadline, "the login never reached the app");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         s.stop().await;
         assert_eq!(in_flight.await.unwrap().unwrap(), StatusCode::OK);
         let addr = base.trim_start_matches("http://");

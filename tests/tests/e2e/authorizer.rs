@@ -84,13 +84,21 @@ async fn bootstrap_answers_a_run_of_events() {
     assert_eq!(v["isAuthorized"], true);
 
     // One line per decision, with the reason; never the token.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The lines reach us through a pipe: wait for them (a fixed sleep raced
+    // a loaded machine), then check there are no more than expected.
+    let decisions_in = |logs: &[String]| -> Vec<Value> {
+        logs.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "authorization")
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while decisions_in(&p.logs()).len() < 11 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let logs = p.logs();
-    let decisions: Vec<Value> = logs
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["fields"]["message"] == "authorization")
-        .collect();
+    let decisions = decisions_in(&logs);
     assert_eq!(decisions.len(), 11, "{logs:#?}");
     assert!(decisions.iter().any(|d| d["fields"]["reason"] == "expired"), "{decisions:#?}");
     let all = logs.join("\n");
