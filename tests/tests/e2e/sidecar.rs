@@ -220,8 +220,15 @@ async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
     let stranger = SigningKey::generate(Algorithm::RS256, "new-kid").unwrap();
     let auth = format!("Bearer {}", sign(&stranger, &claims(ISS, "api", "u", "", 900)));
     let url = p.url("/verify");
+    let fetches = jwks.fetches();
     let in_flight = tokio::spawn(async move { client().get(url).header("authorization", auth).send().await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal once the request is in flight: its refetch has reached the
+    // hanging JWKS endpoint (a fixed sleep could race a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jwks.fetches() == fetches {
+        assert!(Instant::now() < deadline, "the request never reached the sidecar");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     p.signal("TERM");
     let resp = in_flight.await.unwrap().expect("in-flight request answered");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
