@@ -368,6 +368,41 @@ pub fn run_to_exit(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i3
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The `--flag value` command line of the benchmark and chaos harnesses: one
+/// reader for all of them, whose mistakes name the flag.
+#[derive(Debug)]
+pub struct Flags(std::iter::Skip<std::env::Args>);
+
+impl Flags {
+    /// The process's arguments after the program name.
+    #[must_use]
+    pub fn from_env() -> Self {
+        Flags(std::env::args().skip(1))
+    }
+
+    /// The next flag, if any.
+    pub fn next_flag(&mut self) -> Option<String> {
+        self.0.next()
+    }
+
+    /// The value after `flag`.
+    ///
+    /// # Panics
+    /// When the command line ends before it.
+    pub fn value(&mut self, flag: &str) -> String {
+        self.0.next().unwrap_or_else(|| panic!("{flag} needs a value"))
+    }
+
+    /// The value after `flag`, parsed.
+    ///
+    /// # Panics
+    /// When it is missing or does not parse.
+    pub fn parse<T: std::str::FromStr>(&mut self, flag: &str) -> T {
+        let v = self.value(flag);
+        v.parse().unwrap_or_else(|_| panic!("{flag}: cannot use {v:?}"))
+    }
+}
+
 /// xorshift64*: a small seeded generator for the chaos harnesses (picking
 /// request kinds and garbage), repeatable from its seed. Not for secrets.
 #[derive(Debug, Clone)]

@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_tests::{Rng, bin_path};
+use e2e_tests::{Flags, Rng, bin_path};
 use issuer::tokens::hash_refresh_token;
 
 // ---------------------------------------------------------------- arguments
@@ -92,25 +92,24 @@ fn args() -> Args {
         kills: 3,
         moto: std::env::var("DYNAMODB_ENDPOINT").ok().filter(|v| !v.trim().is_empty()),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().expect("flag value");
+    let mut f = Flags::from_env();
+    while let Some(flag) = f.next_flag() {
         match flag.as_str() {
             "--store" => {
-                store = Some(match val().as_str() {
+                store = Some(match f.value(&flag).as_str() {
                     "sqlite" => StoreKind::Sqlite,
                     "dynamodb" => StoreKind::Dynamo,
                     other => panic!("--store sqlite|dynamodb, not {other}"),
                 });
             }
-            "--bin" => bin = Some(PathBuf::from(val())),
-            "--workers" => a.workers = val().parse().unwrap(),
-            "--outages" => a.outages = val().parse().unwrap(),
-            "--outage-secs" => a.outage_secs = val().parse().unwrap(),
-            "--gap-secs" => a.gap_secs = val().parse().unwrap(),
-            "--busy-ms" => a.busy_ms = val().parse().unwrap(),
-            "--kills" => a.kills = val().parse().unwrap(),
-            "--moto" => a.moto = Some(val()),
+            "--bin" => bin = Some(PathBuf::from(f.value(&flag))),
+            "--workers" => a.workers = f.parse(&flag),
+            "--outages" => a.outages = f.parse(&flag),
+            "--outage-secs" => a.outage_secs = f.parse(&flag),
+            "--gap-secs" => a.gap_secs = f.parse(&flag),
+            "--busy-ms" => a.busy_ms = f.parse(&flag),
+            "--kills" => a.kills = f.parse(&flag),
+            "--moto" => a.moto = Some(f.value(&flag)),
             other => panic!("unknown flag {other}"),
         }
     }

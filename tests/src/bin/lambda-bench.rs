@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use e2e_tests::tokens::claims;
-use e2e_tests::{JwksServer, Outcome, RuntimeApi};
+use e2e_tests::{Flags, JwksServer, Outcome, RuntimeApi};
 use token_core::{Algorithm, SigningKey};
 
 const ISS: &str = "https://issuer.test";
@@ -51,21 +51,20 @@ fn args() -> Args {
         event_file: None,
         env: Vec::new(),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().expect("flag value");
+    let mut f = Flags::from_env();
+    while let Some(flag) = f.next_flag() {
         match flag.as_str() {
-            "--bin" => a.bin = val(),
-            "--invocations" => a.invocations = val().parse().unwrap(),
-            "--checkpoints" => a.checkpoints = val().split(',').map(|s| s.parse().unwrap()).collect(),
-            "--distinct" => a.distinct = val().parse().unwrap(),
-            "--alg" => a.alg = val().parse().unwrap(),
+            "--bin" => a.bin = f.value(&flag),
+            "--invocations" => a.invocations = f.parse(&flag),
+            "--checkpoints" => a.checkpoints = f.value(&flag).split(',').map(|s| s.parse().unwrap()).collect(),
+            "--distinct" => a.distinct = f.parse(&flag),
+            "--alg" => a.alg = f.parse(&flag),
             "--same-trace" => a.same_trace = true,
             "--init-only" => a.init_only = true,
-            "--runs" => a.runs = val().parse().unwrap(),
-            "--event-file" => a.event_file = Some(val()),
+            "--runs" => a.runs = f.parse(&flag),
+            "--event-file" => a.event_file = Some(f.value(&flag)),
             "--env" => {
-                let kv = val();
+                let kv = f.value(&flag);
                 let (k, v) = kv.split_once('=').expect("--env K=V");
                 a.env.push((k.to_owned(), v.to_owned()));
             }

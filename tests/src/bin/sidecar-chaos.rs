@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use e2e_tests::tokens::{claims, sign};
-use e2e_tests::{Fetch, JwksServer, Mode, Rng, bin_path};
+use e2e_tests::{Fetch, Flags, JwksServer, Mode, Rng, bin_path};
 use token_core::{Algorithm, SigningKey};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -82,22 +82,21 @@ fn args() -> Args {
         pool: 2000,
     };
     let mut bin = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().expect("flag value");
+    let mut f = Flags::from_env();
+    while let Some(flag) = f.next_flag() {
         match flag.as_str() {
-            "--bin" => bin = Some(PathBuf::from(val())),
-            "--secs" => a.secs = val().parse().unwrap(),
-            "--conns" => a.conns = val().parse().unwrap(),
-            "--slow" => a.slow = val().parse().unwrap(),
-            "--idle" => a.idle = val().parse().unwrap(),
-            "--cooldown" => a.cooldown = val().parse().unwrap(),
-            "--refresh" => a.refresh = val().parse().unwrap(),
-            "--max-stale" => a.max_stale = val().parse().unwrap(),
-            "--header-timeout" => a.header_timeout = val().parse().unwrap(),
-            "--pool" => a.pool = val().parse().unwrap(),
+            "--bin" => bin = Some(PathBuf::from(f.value(&flag))),
+            "--secs" => a.secs = f.parse(&flag),
+            "--conns" => a.conns = f.parse(&flag),
+            "--slow" => a.slow = f.parse(&flag),
+            "--idle" => a.idle = f.parse(&flag),
+            "--cooldown" => a.cooldown = f.parse(&flag),
+            "--refresh" => a.refresh = f.parse(&flag),
+            "--max-stale" => a.max_stale = f.parse(&flag),
+            "--header-timeout" => a.header_timeout = f.parse(&flag),
+            "--pool" => a.pool = f.parse(&flag),
             "--cpu" => {
-                let v = val();
+                let v = f.value(&flag);
                 a.cpu = (v != "none").then_some(v);
             }
             other => panic!("unknown flag {other}"),
