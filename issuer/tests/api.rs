@@ -122,7 +122,7 @@ async fn start(dir: &Path, extra: &[(&str, &str)]) -> Server {
     let clock_reads = Arc::new(AtomicU64::new(0));
     let (clock_offset, reads) = (Arc::clone(&offset), Arc::clone(&clock_reads));
     let frozen = token_core::unix_now().as_secs();
-    let app = App::from_config(cfg).unwrap().with_clock(Arc::new(move || {
+    let app = issuer::server::local_app(cfg).unwrap().with_clock(Arc::new(move || {
         reads.fetch_add(1, Ordering::SeqCst);
         frozen + clock_offset.load(Ordering::SeqCst)
     }));
