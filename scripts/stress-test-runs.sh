@@ -51,8 +51,10 @@ for k in $(seq 1 "$runs"); do
   set -e
   secs=$(($(date +%s) - start))
   steps=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 || true)
+  # The summary table's failed steps (name in columns 3-18).
+  failing=$(sed -n '/^==> summary$/,$p' "$log" | grep -E '^  .{16} FAIL ' | cut -c3-18 | sed 's/ *$//' | paste -sd, - || true)
   [ "$rc" = 0 ] || failed=$((failed + 1))
-  rows+=("| $k | $rc | $secs | ${steps:-no summary} |")
+  rows+=("| $k | $rc | $secs | ${steps:-no summary} | ${failing:--} |")
   echo "    exit $rc, ${secs}s, steps: ${steps:-no summary}" >&2
   if [ "$rc" != 0 ]; then
     grep -E '^  [a-z].* FAIL ' "$log" | sed 's/^/    /' >&2 || true
@@ -67,15 +69,15 @@ text=$(
 
 ## Stress runs: $(date -u '+%Y-%m-%d %H:%M UTC')
 
-\`scripts/stress-test-runs.sh $runs\`: \`scripts/test.sh\` $runs times in a row
-while \`stress-ng --cpu 2\` keeps both cores busy.
+\`scripts/stress-test-runs.sh $runs\`: \`scripts/test.sh\` run $runs time(s) in a
+row while \`stress-ng --cpu 2\` keeps both cores busy.
 
 - commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . ':!docs' 2>/dev/null || echo ' (with local changes)')
 - machine: $(nproc) CPUs ($cpu), $mem memory, $(uname -sr)
 - result: $((runs - failed)) of $runs runs green
 
-| run | exit | seconds | steps |
-|---|---|---|---|
+| run | exit | seconds | steps | failed steps |
+|---|---|---|---|---|
 $(printf '%s\n' "${rows[@]}")
 EOF
 )
