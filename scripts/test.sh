@@ -123,6 +123,21 @@ export AWS_EC2_METADATA_DISABLED=true
 # Tests never read the developer's AWS profile.
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
+# ---------------------------------------------------------------- cargo test
+# Keeps the names of failing tests for the summary (cargo prints them far up).
+cargo_test() {
+  local out=$STAMPS/cargo-test.log rc
+  cargo test --locked --workspace --no-fail-fast "$@" 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ]; then
+    local failing
+    failing=$(grep -E '^test .* \.\.\. FAILED$' "$out" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/' | sort -u | paste -sd, - | sed 's/,/, /g')
+    note "failing tests: ${failing:-(none reported: a build error? see above)}"
+    note "failing test targets: $(grep -A20 -E '^error: [0-9]+ targets? failed:' "$out" | grep -E '^    `' | tr -d '`' | paste -sd, - | sed 's/^ *//')"
+  fi
+  return "$rc"
+}
+
 # ---------------------------------------------------------------- fuzz seeds
 fuzz_seeds() {
   # Built without the fuzzer's instrumentation (stable toolchain, no
@@ -191,7 +206,7 @@ step "moto" start_moto
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --locked --workspace --all-targets -- -D warnings
 step "build bins" cargo build --locked --workspace --bins
-step "cargo test" cargo test --locked --workspace --no-fail-fast "$@"
+step "cargo test" cargo_test "$@"
 step "fuzz seeds" fuzz_seeds
 step "infra check" infra_check
 stop_moto

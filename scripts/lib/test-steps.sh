@@ -3,12 +3,19 @@
 #
 #   step NAME COMMAND [ARGS...]   runs the command (a function or a program),
 #                                 records pass/fail and seconds
-#   summary                       prints the table and `N passed, N failed`;
+#   note TEXT                     a line for the summary (e.g. failing tests)
+#   summary                       prints the table, the notes and
+#                                 `N passed, N failed` (the last line);
 #                                 returns 1 when any step failed
 
 STEP_NAMES=()
 STEP_RESULTS=()
 STEP_SECONDS=()
+STEP_NOTES=()
+
+note() {
+  STEP_NOTES+=("$*")
+}
 
 step() {
   local name=$1
@@ -40,6 +47,9 @@ summary() {
     total=$(awk -v a="$total" -v b="${STEP_SECONDS[$i]}" 'BEGIN { printf "%.1f", a + b }')
   done
   printf '  %-16s %-6s %8s\n' total "" "$total"
+  for i in "${!STEP_NOTES[@]}"; do
+    printf '  %s\n' "${STEP_NOTES[$i]}"
+  done
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
