@@ -7,6 +7,7 @@
 //! queueing without bound.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -40,6 +41,17 @@ pub enum Verification {
     Mismatch,
 }
 
+/// The hash computations a [`PasswordHasher`] has done, by kind: tests
+/// check that every login path does the same work by counting it, not by
+/// timing it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashStats {
+    /// argon2 computations (hashes and verifications, the dummy's included).
+    pub argon2: u64,
+    /// bcrypt verifications.
+    pub bcrypt: u64,
+}
+
 /// Hashes and verifies passwords. Share it in an `Arc`.
 pub struct PasswordHasher {
     argon: Argon2<'static>,
@@ -49,6 +61,8 @@ pub struct PasswordHasher {
     dummy: String,
     slots: Arc<Semaphore>,
     queue_wait: Duration,
+    argon2_runs: AtomicU64,
+    bcrypt_runs: AtomicU64,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -82,6 +96,8 @@ impl PasswordHasher {
             dummy: String::new(),
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
             queue_wait,
+            argon2_runs: AtomicU64::new(0),
+            bcrypt_runs: AtomicU64::new(0),
         };
         let random = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, random_bytes::<24>()?);
         me.dummy = me.hash_blocking(&random)?;
@@ -93,6 +109,11 @@ impl PasswordHasher {
         self.cost
     }
 
+    /// The hash computations done so far.
+    pub fn stats(&self) -> HashStats {
+        HashStats { argon2: self.argon2_runs.load(Ordering::Relaxed), bcrypt: self.bcrypt_runs.load(Ordering::Relaxed) }
+    }
+
     /// Hashes `password` into an argon2id PHC string, here and now (blocking).
     ///
     /// # Errors
@@ -100,6 +121,7 @@ impl PasswordHasher {
     pub fn hash_blocking(&self, password: &str) -> Result<String, HashError> {
         let salt =
             SaltString::encode_b64(&random_bytes::<16>()?).map_err(|e| HashError::Internal(format!("salt: {e}")))?;
+        self.argon2_runs.fetch_add(1, Ordering::Relaxed);
         self.argon
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
@@ -136,6 +158,7 @@ impl PasswordHasher {
         if is_bcrypt(stored) {
             // bcrypt looks at the first 72 bytes only, as the system the
             // hashes come from did.
+            self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
             return match bcrypt::verify(password, stored) {
                 Ok(true) => Ok(Verification::Match { rehash: Some(self.hash_blocking(password)?) }),
                 Ok(false) => Ok(Verification::Mismatch),
@@ -147,6 +170,7 @@ impl PasswordHasher {
         }
         match PasswordHash::new(stored) {
             Ok(hash) => {
+                self.argon2_runs.fetch_add(1, Ordering::Relaxed);
                 if self.argon.verify_password(password.as_bytes(), &hash).is_ok() {
                     let rehash = if self.needs_rehash(&hash) { Some(self.hash_blocking(password)?) } else { None };
                     Ok(Verification::Match { rehash })
@@ -163,6 +187,7 @@ impl PasswordHasher {
     }
 
     fn check_argon(&self, password: &str, phc: &str) -> bool {
+        self.argon2_runs.fetch_add(1, Ordering::Relaxed);
         PasswordHash::new(phc).is_ok_and(|h| self.argon.verify_password(password.as_bytes(), &h).is_ok())
     }
 
