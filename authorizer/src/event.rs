@@ -39,6 +39,12 @@ pub struct AuthorizerEvent {
     pub multi_header_authorization: Found,
     /// HTTP API 2.0: the first identity source value; 1.0: the string.
     pub identity_source: Option<String>,
+    /// REST REQUEST events and HTTP API 1.0: the resource template API
+    /// Gateway routed the request to, e.g. `/users/{id}`.
+    pub resource: Option<String>,
+    /// HTTP API 2.0: the route key, e.g. `GET /users/{id}`, `ANY /{proxy+}`
+    /// or `$default`.
+    pub route_key: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for AuthorizerEvent {
@@ -68,6 +74,8 @@ impl<'de> Visitor<'de> for EventVisitor {
                 "headers" => e.header_authorization = map.next_value::<HeaderScan<false>>()?.0,
                 "multiValueHeaders" => e.multi_header_authorization = map.next_value::<HeaderScan<true>>()?.0,
                 "identitySource" => e.identity_source = map.next_value::<IdentitySource>()?.0,
+                "resource" => e.resource = map.next_value::<Lenient>()?.0,
+                "routeKey" => e.route_key = map.next_value::<Lenient>()?.0,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -171,6 +179,18 @@ impl AuthorizerEvent {
     /// The ARN of the method or route asked about.
     pub fn resource_arn(&self) -> Option<&str> {
         self.method_arn.as_deref().or(self.route_arn.as_deref())
+    }
+
+    /// The resource template API Gateway routed the request to, when the
+    /// event says: REST REQUEST and HTTP API 1.0 `resource`; HTTP API 2.0
+    /// `routeKey` without its method (`None` for `$default`, which names no
+    /// resource). TOKEN events carry none.
+    pub fn routed_resource(&self) -> Option<&str> {
+        match self.event_kind()? {
+            EventKind::Token => None,
+            EventKind::Request => self.resource.as_deref(),
+            EventKind::HttpApiV2 => self.route_key.as_deref()?.split_once(' ').map(|(_, r)| r),
+        }
     }
 
     /// The `Authorization` value, or `Err(())` when several were sent.
@@ -346,6 +366,22 @@ mod tests {
             serde_json::from_str(r#"{"type":"REQUEST","multiValueHeaders":{"Authorization":["Bearer a", 5]}}"#)
                 .unwrap();
         assert_eq!(e.authorization(), Err(()));
+    }
+
+    #[test]
+    fn routed_resources() {
+        let e: AuthorizerEvent =
+            serde_json::from_str(r#"{"type":"REQUEST","resource":"/users/{id}","routeKey":"GET /x"}"#).unwrap();
+        assert_eq!(e.routed_resource(), Some("/users/{id}"));
+        let e: AuthorizerEvent = serde_json::from_str(
+            r#"{"version":"2.0","type":"REQUEST","resource":"/x","routeKey":"ANY /files/{proxy+}"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.routed_resource(), Some("/files/{proxy+}"));
+        let e: AuthorizerEvent = serde_json::from_str(r#"{"version":"2.0","routeKey":"$default"}"#).unwrap();
+        assert_eq!(e.routed_resource(), None);
+        let e: AuthorizerEvent = serde_json::from_str(r#"{"type":"TOKEN","resource":"/x"}"#).unwrap();
+        assert_eq!(e.routed_resource(), None);
     }
 
     #[test]
