@@ -4,5 +4,7 @@
 
 mod authorizer;
 mod jwks;
+mod route_map;
+mod secrets_in_logs;
 mod sidecar;
 mod stack;
