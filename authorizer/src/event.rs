@@ -163,7 +163,37 @@ pub struct Found {
     pub count: usize,
 }
 
+/// The key under which API Gateway caches an answer of a REST REQUEST
+/// authorizer whose identity sources are the `Authorization` header,
+/// `$context.httpMethod` and `$context.resourcePath` (the deploy template's):
+/// a local gateway (the dev stack's front door) caches by this key for the
+/// authorizer TTL to behave the same.
+pub fn rest_cache_key(authorization: &str, method: &str, resource: &str) -> String {
+    // `\n` cannot occur in a header value, a method or a resource path.
+    let mut key = String::with_capacity(authorization.len() + method.len() + resource.len() + 2);
+    key.push_str(authorization);
+    key.push('\n');
+    key.push_str(method);
+    key.push('\n');
+    key.push_str(resource);
+    key
+}
+
 impl AuthorizerEvent {
+    /// The REST API REQUEST event API Gateway sends for a request routed to
+    /// `resource` (a template such as `/pets/{id}`), as a local gateway (the
+    /// dev stack's front door) builds it: `method_arn` is
+    /// `{stage}/{METHOD}/{concrete path}`.
+    pub fn rest_request(method_arn: String, resource: String, authorization: String) -> Self {
+        AuthorizerEvent {
+            kind: Some("REQUEST".into()),
+            method_arn: Some(method_arn),
+            resource: Some(resource),
+            header_authorization: Found { value: Some(authorization), count: 1 },
+            ..AuthorizerEvent::default()
+        }
+    }
+
     /// The event's shape, or `None` for something else.
     pub fn event_kind(&self) -> Option<EventKind> {
         if self.version.as_deref() == Some("2.0") {
@@ -366,6 +396,16 @@ mod tests {
             serde_json::from_str(r#"{"type":"REQUEST","multiValueHeaders":{"Authorization":["Bearer a", 5]}}"#)
                 .unwrap();
         assert_eq!(e.authorization(), Err(()));
+    }
+
+    #[test]
+    fn local_gateways_build_request_events_and_cache_keys() {
+        let e = AuthorizerEvent::rest_request("arn:x/prod/GET/pets/1".into(), "/pets/{id}".into(), "Bearer t".into());
+        assert_eq!(e.event_kind(), Some(EventKind::Request));
+        assert_eq!(e.authorization(), Ok(Some("Bearer t")));
+        assert_eq!(e.routed_resource(), Some("/pets/{id}"));
+        assert_ne!(rest_cache_key("Bearer t", "GET", "/pets/{id}"), rest_cache_key("Bearer t", "GET", "/pets"));
+        assert_ne!(rest_cache_key("a", "GET", "/x"), rest_cache_key("a\nGET", "", "/x"));
     }
 
     #[test]

@@ -130,6 +130,17 @@ impl Authorizer {
         &self.routes
     }
 
+    /// The resource (template, e.g. `/pets/{id}`) API Gateway routes the
+    /// concrete `path` to when the API's resources are the route map's, as
+    /// `infra/check.sh` requires of the deploy template. For a local gateway
+    /// (the dev stack's front door): with [`crate::rest_cache_key`] and
+    /// [`AuthorizerEvent::rest_request`] it caches answers as API Gateway
+    /// does. `None` without a route map or when no template matches (use the
+    /// path itself then: the answer is the unmapped one).
+    pub fn resource_for(&self, path: &str) -> Option<&str> {
+        self.routes.resource_for_path(path).map(|r| r.resource.as_str())
+    }
+
     /// Decides one event and logs one line with the outcome and reason
     /// (never the token).
     ///

@@ -18,6 +18,6 @@ pub mod policy;
 pub mod routes;
 
 pub use config::{AuthorizerConfig, HttpApiResponse};
-pub use event::{AuthorizerEvent, EventKind};
+pub use event::{AuthorizerEvent, EventKind, rest_cache_key};
 pub use handler::{Answer, AuthContext, Authorizer, AuthorizerError};
 pub use routes::{Route, RouteMap};
