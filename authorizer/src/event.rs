@@ -216,11 +216,13 @@ impl AuthorizerEvent {
     /// `routeKey` without its method (`None` for `$default`, which names no
     /// resource). TOKEN events carry none.
     pub fn routed_resource(&self) -> Option<&str> {
-        match self.event_kind()? {
+        let resource = match self.event_kind()? {
             EventKind::Token => None,
             EventKind::Request => self.resource.as_deref(),
             EventKind::HttpApiV2 => self.route_key.as_deref()?.split_once(' ').map(|(_, r)| r),
-        }
+        };
+        // Anything but a path (HTTP API 1.0 sends `$default`) names no resource.
+        resource.filter(|r| r.starts_with('/'))
     }
 
     /// The `Authorization` value, or `Err(())` when several were sent.
@@ -421,6 +423,9 @@ mod tests {
         let e: AuthorizerEvent = serde_json::from_str(r#"{"version":"2.0","routeKey":"$default"}"#).unwrap();
         assert_eq!(e.routed_resource(), None);
         let e: AuthorizerEvent = serde_json::from_str(r#"{"type":"TOKEN","resource":"/x"}"#).unwrap();
+        assert_eq!(e.routed_resource(), None);
+        let e: AuthorizerEvent =
+            serde_json::from_str(r#"{"version":"1.0","type":"REQUEST","resource":"$default"}"#).unwrap();
         assert_eq!(e.routed_resource(), None);
     }
 
