@@ -17,7 +17,8 @@
 #      inside the OpenAPI body is checked in 1), linted again as plain
 #      CloudFormation: references, Fn::Sub and dependency cycles in the body.
 #   3. Security and design invariants of the translated template
-#      (infra/check_template.py): public routes, cache TTL, IAM, layout.
+#      (infra/check_template.py): public routes, cache TTL and cache key, the
+#      route map against the API's routes, IAM, layout.
 set -euo pipefail
 
 INFRA_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -92,7 +93,11 @@ broken-ref	          ISSUER_REFRESH_TABLE: !Ref RefreshTokensTable	          ISS
 broken-ref-in-api-body	functions/${ExampleBackendFunction.Arn}/invocations	functions/${ExampleBackendFunctoin.Arn}/invocations	E1019.*ExampleBackendFunctoin
 cycle-through-api-body	functions/arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AWS::StackName}-issuer:live/invocations	functions/${IssuerFunction.Arn}/invocations	E3004.*Circular
 cache-ttl-above-token-lifetime	    MaxValue: 300\n    Description: >-\n      Seconds API Gateway caches	    MaxValue: 3600\n    Description: >-\n      Seconds API Gateway caches	INVARIANT: parameter AuthorizerCacheTtl \(MaxValue\).*may reach 3600
-unauthenticated-route	              security:\n                - TokenAuthorizer: []\n	\n	INVARIANT: .*GET /example/whoami .*no Lambda authorizer
+unauthenticated-route	              security:\n                - RequestAuthorizer: []\n	\n	INVARIANT: .*GET /example/whoami .*no Lambda authorizer
+rest-cache-key-without-resource	              Context: [httpMethod, resourcePath]	              Context: [httpMethod]	INVARIANT: .*RequestAuthorizer: a cached decision would be reused on other routes
+http-api-cache-key-without-method	              Context: [routeKey, httpMethod]	              Context: [routeKey]	INVARIANT: .*LambdaAuthorizer: a cached decision would be reused on other routes
+route-missing-from-map	    Default: ''\n    Description: >-\n      Route-to-scope map	    Default: 'POST /example/whoami=example:write'\n    Description: >-\n      Route-to-scope map	INVARIANT: .*GET /example/whoami is missing from the route map
+mapped-route-not-in-api	    Default: ''\n    Description: >-\n      Route-to-scope map	    Default: 'GET /example/whoami=example:read,DELETE /pets/{id}=admin'\n    Description: >-\n      Route-to-scope map	INVARIANT: .*maps DELETE /pets/\{id\}, which is not a protected route
 fingerprint-drift	          AUTH_HTTP_API_RESPONSE: simple	          AUTH_HTTP_API_RESPONSE: simple\n          AUTH_LEEWAY_SECS: !Ref AuthorizerCacheTtl	INVARIANT: AuthorizerConfigFingerprint: Environment differs
 parameter-not-fingerprinted	      Timeout: 6	      Timeout: !Ref AuthorizerCacheTtl	INVARIANT: AuthorizerFunction: Timeout depends on .*AuthorizerCacheTtl.* not in AuthorizerConfigFingerprint
 wildcard-iam	                Action: dynamodb:Query	                Action: dynamodb:*	INVARIANT: IssuerRole: action dynamodb:\*

@@ -12,7 +12,9 @@ unchecked there. check.sh lints this output a second time to cover them.
 
 `invariants` checks the security and design contracts of the translated
 template: which routes are public, the authorizer cache TTL against the token
-lifetime, the IAM actions each function gets, the Rust function packaging and
+lifetime, the authorizer cache key (token, method and resource: a decision is
+only reused for the route it was made for), the route map (AuthRouteScopes
+default and infra/samconfig.toml.example) against the API's protected routes, the IAM actions each function gets, the Rust function packaging and
 environment, that every parameter-driven function property is fingerprinted
 (so a new value reaches the `live` alias), and the DynamoDB layout of
 docs/DESIGN.md. Each failure prints one
@@ -45,6 +47,12 @@ PUBLIC_ROUTES = {
     ("/.well-known/openid-configuration", "get"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "x-amazon-apigateway-any-method"}
+
+# The authorizer answers for exactly one method and resource (issue 11), so
+# API Gateway's cache key must hold them: REST REQUEST authorizers key on
+# these identity sources, HTTP API authorizers on these. Otherwise TTL 0.
+REST_CACHE_KEY = {"method.request.header.Authorization", "context.httpMethod", "context.resourcePath"}
+HTTP_API_CACHE_KEY = {"$request.header.Authorization", "$context.routeKey", "$context.httpMethod"}
 
 ACCESS_TOKEN_TTL_SECS = 900  # ISSUER_ACCESS_TTL_SECS
 MAX_AUTHORIZER_CACHE_TTL = ACCESS_TOKEN_TTL_SECS // 3
@@ -185,22 +193,105 @@ class Checker:
                     elif not names & authorizers:
                         self.fail(
                             f"{api_id}: {method.upper()} {path} is not an issuer route and has no Lambda authorizer"
-                            " (add `security: [{TokenAuthorizer: []}]`)"
+                            " (add `security: [{RequestAuthorizer: []}]`)"
                         )
             for path, method in sorted(PUBLIC_ROUTES - seen_public):
                 self.fail(f"{api_id}: issuer route {method.upper()} {path} is missing")
             for name in authorizers:
                 a = body["securityDefinitions"][name]["x-amazon-apigateway-authorizer"]
-                self.cache_ttl(f"{api_id} authorizer {name}", a.get("authorizerResultTtlInSeconds"))
+                where = f"{api_id} authorizer {name}"
+                ttl = a.get("authorizerResultTtlInSeconds")
+                self.cache_ttl(where, ttl)
                 if a.get("type") == "token" and body["securityDefinitions"][name].get("name") != "Authorization":
-                    self.fail(f"{api_id} authorizer {name}: identity source must be the Authorization header")
+                    self.fail(f"{where}: identity source must be the Authorization header")
+                sources = {x.strip() for x in str(a.get("identitySource", "")).split(",")}
+                if ttl not in (0, "0") and (a.get("type") != "request" or not REST_CACHE_KEY <= sources):
+                    self.fail(
+                        f"{where}: a cached decision would be reused on other routes; use a REQUEST authorizer"
+                        f" keyed on {sorted(REST_CACHE_KEY)} (Identity Headers [Authorization], Context"
+                        " [httpMethod, resourcePath]) or TTL 0"
+                    )
+            self.route_map(api_id, self.protected_routes(body))
         for api_id, api in self.res.items():
             if api.get("Type") != "AWS::ApiGatewayV2::Api":
                 continue
-            schemes = api.get("Properties", {}).get("Body", {}).get("components", {}).get("securitySchemes", {})
+            body = api.get("Properties", {}).get("Body", {})
+            schemes = body.get("components", {}).get("securitySchemes", {})
             for name, s in schemes.items():
                 a = s.get("x-amazon-apigateway-authorizer", {})
-                self.cache_ttl(f"{api_id} authorizer {name}", a.get("authorizerResultTtlInSeconds"))
+                ttl = a.get("authorizerResultTtlInSeconds")
+                self.cache_ttl(f"{api_id} authorizer {name}", ttl)
+                if ttl not in (0, "0") and not HTTP_API_CACHE_KEY <= set(a.get("identitySource") or []):
+                    self.fail(
+                        f"{api_id} authorizer {name}: a cached decision would be reused on other routes; key it on"
+                        f" {sorted(HTTP_API_CACHE_KEY)} (Identity Headers [Authorization], Context [routeKey,"
+                        " httpMethod]) or TTL 0"
+                    )
+            # Every HTTP API route has the default authorizer.
+            self.route_map(api_id, {(m, p) for p, item in (body.get("paths") or {}).items() for m in self.methods(item)})
+
+    @staticmethod
+    def methods(item: dict[str, Any]) -> list[str]:
+        return [("ANY" if m == "x-amazon-apigateway-any-method" else m.upper()) for m in item if m in HTTP_METHODS]
+
+    def protected_routes(self, body: dict[str, Any]) -> set[tuple[str, str]]:
+        """(METHOD, path) of every REST route with a `security` entry."""
+        out = set()
+        for path, item in (body.get("paths") or {}).items():
+            for method, op in item.items():
+                if method in HTTP_METHODS and op.get("security"):
+                    out.add(("ANY" if method == "x-amazon-apigateway-any-method" else method.upper(), path))
+        return out
+
+    def route_maps(self) -> list[tuple[str, str]]:
+        """(where, AUTH_ROUTE_SCOPES value) of every route map the template is deployed with."""
+        out = []
+        default = self.source.get("Parameters", {}).get("AuthRouteScopes", {}).get("Default")
+        if default:
+            out.append(("parameter AuthRouteScopes (Default)", str(default)))
+        example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samconfig.toml.example")
+        if os.path.exists(example):
+            with open(example, encoding="utf-8") as f:
+                for m in re.finditer(r'"AuthRouteScopes=([^"]*)"', f.read()):
+                    out.append(("infra/samconfig.toml.example AuthRouteScopes", m.group(1)))
+        return out
+
+    def route_map(self, api_id: str, api_routes: set[tuple[str, str]]) -> None:
+        """The route map names exactly the API's protected routes (issue 11):
+        a protected route missing from it is denied (or, with
+        AuthUnmappedRoutes=allow, let through unchecked), and an entry for a
+        route the API lacks is a typo that leaves the real route unmapped."""
+        allow_unmapped = self.source.get("Parameters", {}).get("AuthUnmappedRoutes", {}).get("Default") == "allow"
+
+        def norm(path: str) -> str:
+            return re.sub(r"\{[^}/]*\+\}", "{+}", re.sub(r"\{[^}/+]*\}", "{}", path))
+
+        api = {(m, norm(p)) for m, p in api_routes}
+        written = {(m, norm(p)): f"{m} {p}" for m, p in api_routes}
+        for where, spec in self.route_maps():
+            mapped = set()
+            for entry in (e.strip() for e in spec.split(",")):
+                if not entry:
+                    continue
+                route, _, scopes = entry.partition("=")
+                parts = route.split()
+                if len(parts) != 2 or not scopes.split():
+                    self.fail(f"{where}: entry {entry!r} is not METHOD /path=scope")
+                    continue
+                method = "ANY" if parts[0].upper() in ("ANY", "*") else parts[0].upper()
+                key = (method, norm(parts[1]))
+                mapped.add(key)
+                if key not in api and not (method != "ANY" and ("ANY", key[1]) in api):
+                    if not (method == "ANY" and any(p == key[1] for _, p in api)):
+                        self.fail(f"{api_id}: {where} maps {method} {parts[1]}, which is not a protected route of the API")
+            if allow_unmapped:
+                continue
+            for m, p in sorted(api):
+                if (m, p) not in mapped and ("ANY", p) not in mapped:
+                    self.fail(
+                        f"{api_id}: {written[(m, p)]} is missing from the route map ({where}); it would be denied"
+                        " to every token (add it, or set AuthUnmappedRoutes to allow)"
+                    )
 
     def cache_ttl_parameter(self) -> None:
         param = self.source.get("Parameters", {}).get("AuthorizerCacheTtl")

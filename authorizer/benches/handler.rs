@@ -16,13 +16,22 @@ use token_core::{Algorithm, PublicJwks, Settings, SigningKey, Verifier, unix_now
 
 const ISS: &str = "https://issuer.test";
 
+/// A route map of a typical size, the route asked last but one.
+const ROUTES: &str = "GET /pets=pets:read,POST /pets=pets:write,GET /pets/{id}=pets:read,PUT /pets/{id}=pets:write,\
+DELETE /pets/{id}=admin,GET /users/{id}=profile:read,GET /users/{id}/payment-methods=billing,ANY /files/{proxy+}=files";
+
 fn authorizer(key: &SigningKey, cache_bytes: &str) -> Authorizer {
-    let pairs = [
+    authorizer_with(key, cache_bytes, &[])
+}
+
+fn authorizer_with(key: &SigningKey, cache_bytes: &str, extra: &[(&str, &str)]) -> Authorizer {
+    let mut pairs = vec![
         ("AUTH_ISSUER", ISS),
         ("AUTH_AUDIENCE", "api"),
         ("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks.json"),
         ("AUTH_TOKEN_CACHE_BYTES", cache_bytes),
     ];
+    pairs.extend_from_slice(extra);
     let cfg = AuthorizerConfig::from_settings(&Settings::from_pairs(&pairs)).unwrap();
     let v = Verifier::new(&cfg.verifier).unwrap();
     v.install_jwks(ISS, &serde_json::to_vec(&PublicJwks { keys: vec![key.public_jwk().clone()] }).unwrap()).unwrap();
@@ -41,6 +50,21 @@ fn event(key: &SigningKey) -> Vec<u8> {
         "type": "TOKEN",
         "authorizationToken": format!("Bearer {token}"),
         "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/GET/pets"
+    }))
+    .unwrap()
+}
+
+/// A REST REQUEST event for `GET /users/{id}` (the deploy template's
+/// authorizer type with a route map).
+fn request_event(token_event: &[u8]) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(token_event).unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "type": "REQUEST",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/GET/users/42",
+        "resource": "/users/{id}",
+        "path": "/users/42",
+        "httpMethod": "GET",
+        "headers": {"Authorization": v["authorizationToken"], "Host": "abc123def4.execute-api.us-east-1.amazonaws.com"},
     }))
     .unwrap()
 }
@@ -64,6 +88,12 @@ fn bench(c: &mut Criterion) {
             let cached = authorizer(&key, "4194304");
             invoke(&rt, &cached, &body);
             group.bench_function("cache_hit/RS256", |b| b.iter(|| invoke(&rt, &cached, black_box(&body))));
+            let mapped = authorizer_with(&key, "4194304", &[("AUTH_ROUTE_SCOPES", ROUTES)]);
+            let request = request_event(&body);
+            invoke(&rt, &mapped, &request);
+            group.bench_function("cache_hit_route_map_request/RS256", |b| {
+                b.iter(|| invoke(&rt, &mapped, black_box(&request)))
+            });
             let subscriber = tracing_subscriber::fmt().json().with_writer(std::io::sink).finish();
             tracing::subscriber::with_default(subscriber, || {
                 group.bench_function("cache_hit_with_json_log/RS256", |b| {

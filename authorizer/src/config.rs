@@ -12,17 +12,7 @@
 
 use token_core::{ConfigError, Settings, VerifierConfig};
 
-/// A route of the API and the scopes it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// `GET`, `POST`, ... or `*` for any method.
-    pub method: String,
-    /// The resource path with `{param}` segments turned into `*`, no leading
-    /// slash (as it appears in an execute-api ARN).
-    pub path: String,
-    /// Scopes a token needs, all of them.
-    pub scopes: Vec<String>,
-}
+use crate::routes::RouteMap;
 
 /// How HTTP API (payload 2.0) events are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,52 +28,14 @@ pub enum HttpApiResponse {
 pub struct AuthorizerConfig {
     /// Token verification.
     pub verifier: VerifierConfig,
-    /// `AUTH_ROUTE_SCOPES`.
-    pub routes: Vec<Route>,
+    /// `AUTH_ROUTE_SCOPES` (empty: no route map).
+    pub routes: RouteMap,
     /// `AUTH_UNMAPPED_ROUTES=allow`.
     pub allow_unmapped: bool,
     /// `AUTH_REQUIRED_SCOPES`.
     pub required_scopes: Vec<String>,
     /// `AUTH_HTTP_API_RESPONSE`.
     pub http_api_response: HttpApiResponse,
-}
-
-const METHODS: [&str; 8] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "ANY"];
-
-/// Parses `AUTH_ROUTE_SCOPES`.
-///
-/// # Errors
-/// The first bad entry, naming the variable.
-pub fn parse_routes(spec: &str) -> Result<Vec<Route>, ConfigError> {
-    let var = "AUTH_ROUTE_SCOPES";
-    let mut routes = Vec::new();
-    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let bad =
-            |why: &str| ConfigError::new(var, format!("{entry:?}: {why} (expected METHOD /path=scope [scope...])"));
-        let (route, scopes) = entry.split_once('=').ok_or_else(|| bad("missing '='"))?;
-        let (method, path) = route.trim().split_once(' ').ok_or_else(|| bad("missing method or path"))?;
-        let method = method.trim().to_ascii_uppercase();
-        if !METHODS.contains(&method.as_str()) && method != "*" {
-            return Err(bad("unknown method"));
-        }
-        let path = path.trim();
-        if !path.starts_with('/') || path.contains(char::is_whitespace) || path.contains(['?', '#']) {
-            return Err(bad("path must start with '/' and have no spaces or query"));
-        }
-        let scopes: Vec<String> = scopes.split_whitespace().map(str::to_owned).collect();
-        if scopes.is_empty() {
-            return Err(bad("no scopes"));
-        }
-        let arn_path = path
-            .trim_start_matches('/')
-            .split('/')
-            .map(|seg| if seg.starts_with('{') && seg.ends_with('}') { "*" } else { seg })
-            .collect::<Vec<_>>()
-            .join("/");
-        let method = if method == "ANY" { "*".to_owned() } else { method };
-        routes.push(Route { method, path: arn_path, scopes });
-    }
-    Ok(routes)
 }
 
 impl AuthorizerConfig {
@@ -94,8 +46,8 @@ impl AuthorizerConfig {
     pub fn from_settings(s: &Settings<'_>) -> Result<Self, ConfigError> {
         let verifier = VerifierConfig::from_settings(s)?;
         let routes = match s.get("AUTH_ROUTE_SCOPES") {
-            Some(spec) => parse_routes(&spec)?,
-            None => Vec::new(),
+            Some(spec) => RouteMap::parse(&spec)?,
+            None => RouteMap::default(),
         };
         let allow_unmapped = match s.get("AUTH_UNMAPPED_ROUTES").as_deref() {
             None | Some("deny") => false,
@@ -130,27 +82,6 @@ impl AuthorizerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_a_route_map() {
-        let r = parse_routes("GET /pets=pets:read, POST /pets=pets:write ,delete /pets/{id}=pets:write admin,ANY /=x")
-            .unwrap();
-        assert_eq!(r.len(), 4);
-        assert_eq!(r[0], Route { method: "GET".into(), path: "pets".into(), scopes: vec!["pets:read".into()] });
-        assert_eq!(r[2].method, "DELETE");
-        assert_eq!(r[2].path, "pets/*");
-        assert_eq!(r[2].scopes, vec!["pets:write", "admin"]);
-        assert_eq!(r[3].method, "*");
-        assert_eq!(r[3].path, "");
-    }
-
-    #[test]
-    fn bad_route_maps_name_the_variable_and_entry() {
-        for spec in ["GET /pets", "FETCH /pets=a", "GET pets=a", "GET /pets=", "/pets=a", "GET /p?x=1=a"] {
-            let err = parse_routes(spec).unwrap_err();
-            assert_eq!(err.var, "AUTH_ROUTE_SCOPES", "{spec}");
-        }
-    }
 
     #[test]
     fn settings() {

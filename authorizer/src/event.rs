@@ -39,6 +39,12 @@ pub struct AuthorizerEvent {
     pub multi_header_authorization: Found,
     /// HTTP API 2.0: the first identity source value; 1.0: the string.
     pub identity_source: Option<String>,
+    /// REST REQUEST events and HTTP API 1.0: the resource template API
+    /// Gateway routed the request to, e.g. `/users/{id}`.
+    pub resource: Option<String>,
+    /// HTTP API 2.0: the route key, e.g. `GET /users/{id}`, `ANY /{proxy+}`
+    /// or `$default`.
+    pub route_key: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for AuthorizerEvent {
@@ -68,6 +74,8 @@ impl<'de> Visitor<'de> for EventVisitor {
                 "headers" => e.header_authorization = map.next_value::<HeaderScan<false>>()?.0,
                 "multiValueHeaders" => e.multi_header_authorization = map.next_value::<HeaderScan<true>>()?.0,
                 "identitySource" => e.identity_source = map.next_value::<IdentitySource>()?.0,
+                "resource" => e.resource = map.next_value::<Lenient>()?.0,
+                "routeKey" => e.route_key = map.next_value::<Lenient>()?.0,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -155,7 +163,37 @@ pub struct Found {
     pub count: usize,
 }
 
+/// The key under which API Gateway caches an answer of a REST REQUEST
+/// authorizer whose identity sources are the `Authorization` header,
+/// `$context.httpMethod` and `$context.resourcePath` (the deploy template's):
+/// a local gateway (the dev stack's front door) caches by this key for the
+/// authorizer TTL to behave the same.
+pub fn rest_cache_key(authorization: &str, method: &str, resource: &str) -> String {
+    // `\n` cannot occur in a header value, a method or a resource path.
+    let mut key = String::with_capacity(authorization.len() + method.len() + resource.len() + 2);
+    key.push_str(authorization);
+    key.push('\n');
+    key.push_str(method);
+    key.push('\n');
+    key.push_str(resource);
+    key
+}
+
 impl AuthorizerEvent {
+    /// The REST API REQUEST event API Gateway sends for a request routed to
+    /// `resource` (a template such as `/pets/{id}`), as a local gateway (the
+    /// dev stack's front door) builds it: `method_arn` is
+    /// `{stage}/{METHOD}/{concrete path}`.
+    pub fn rest_request(method_arn: String, resource: String, authorization: String) -> Self {
+        AuthorizerEvent {
+            kind: Some("REQUEST".into()),
+            method_arn: Some(method_arn),
+            resource: Some(resource),
+            header_authorization: Found { value: Some(authorization), count: 1 },
+            ..AuthorizerEvent::default()
+        }
+    }
+
     /// The event's shape, or `None` for something else.
     pub fn event_kind(&self) -> Option<EventKind> {
         if self.version.as_deref() == Some("2.0") {
@@ -171,6 +209,20 @@ impl AuthorizerEvent {
     /// The ARN of the method or route asked about.
     pub fn resource_arn(&self) -> Option<&str> {
         self.method_arn.as_deref().or(self.route_arn.as_deref())
+    }
+
+    /// The resource template API Gateway routed the request to, when the
+    /// event says: REST REQUEST and HTTP API 1.0 `resource`; HTTP API 2.0
+    /// `routeKey` without its method (`None` for `$default`, which names no
+    /// resource). TOKEN events carry none.
+    pub fn routed_resource(&self) -> Option<&str> {
+        let resource = match self.event_kind()? {
+            EventKind::Token => None,
+            EventKind::Request => self.resource.as_deref(),
+            EventKind::HttpApiV2 => self.route_key.as_deref()?.split_once(' ').map(|(_, r)| r),
+        };
+        // Anything but a path (HTTP API 1.0 sends `$default`) names no resource.
+        resource.filter(|r| r.starts_with('/'))
     }
 
     /// The `Authorization` value, or `Err(())` when several were sent.
@@ -346,6 +398,35 @@ mod tests {
             serde_json::from_str(r#"{"type":"REQUEST","multiValueHeaders":{"Authorization":["Bearer a", 5]}}"#)
                 .unwrap();
         assert_eq!(e.authorization(), Err(()));
+    }
+
+    #[test]
+    fn local_gateways_build_request_events_and_cache_keys() {
+        let e = AuthorizerEvent::rest_request("arn:x/prod/GET/pets/1".into(), "/pets/{id}".into(), "Bearer t".into());
+        assert_eq!(e.event_kind(), Some(EventKind::Request));
+        assert_eq!(e.authorization(), Ok(Some("Bearer t")));
+        assert_eq!(e.routed_resource(), Some("/pets/{id}"));
+        assert_ne!(rest_cache_key("Bearer t", "GET", "/pets/{id}"), rest_cache_key("Bearer t", "GET", "/pets"));
+        assert_ne!(rest_cache_key("a", "GET", "/x"), rest_cache_key("a\nGET", "", "/x"));
+    }
+
+    #[test]
+    fn routed_resources() {
+        let e: AuthorizerEvent =
+            serde_json::from_str(r#"{"type":"REQUEST","resource":"/users/{id}","routeKey":"GET /x"}"#).unwrap();
+        assert_eq!(e.routed_resource(), Some("/users/{id}"));
+        let e: AuthorizerEvent = serde_json::from_str(
+            r#"{"version":"2.0","type":"REQUEST","resource":"/x","routeKey":"ANY /files/{proxy+}"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.routed_resource(), Some("/files/{proxy+}"));
+        let e: AuthorizerEvent = serde_json::from_str(r#"{"version":"2.0","routeKey":"$default"}"#).unwrap();
+        assert_eq!(e.routed_resource(), None);
+        let e: AuthorizerEvent = serde_json::from_str(r#"{"type":"TOKEN","resource":"/x"}"#).unwrap();
+        assert_eq!(e.routed_resource(), None);
+        let e: AuthorizerEvent =
+            serde_json::from_str(r#"{"version":"1.0","type":"REQUEST","resource":"$default"}"#).unwrap();
+        assert_eq!(e.routed_resource(), None);
     }
 
     #[test]

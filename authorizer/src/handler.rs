@@ -7,14 +7,16 @@ use std::sync::Arc;
 use aws_lambda_events::event::apigw::{
     ApiGatewayCustomAuthorizerPolicy, ApiGatewayCustomAuthorizerResponse, ApiGatewayV2CustomAuthorizerSimpleResponse,
 };
+use aws_lambda_events::event::iam::IamPolicyEffect;
 use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use token_core::{Credentials, Decision, VerifiedToken, Verifier, VerifyError, parse_authorization};
 use tracing::{info, warn};
 
-use crate::config::{AuthorizerConfig, HttpApiResponse, Route};
+use crate::config::{AuthorizerConfig, HttpApiResponse};
 use crate::event::{AuthorizerEvent, EventKind};
 use crate::policy;
+use crate::routes::{Route, RouteMap};
 
 /// The context passed to the backend. Strings and numbers only: REST APIs
 /// flatten it into `$context.authorizer.*`.
@@ -22,6 +24,9 @@ use crate::policy;
 pub struct AuthContext {
     /// `sub`
     pub sub: String,
+    /// `iss`: with several trusted issuers, `sub` alone is ambiguous; the
+    /// pair names one principal.
+    pub iss: String,
     /// `scope`, space-separated
     pub scope: String,
     /// `client_id`, when the token has one
@@ -37,6 +42,7 @@ impl AuthContext {
     fn of(token: &VerifiedToken) -> Self {
         AuthContext {
             sub: token.sub().to_owned(),
+            iss: token.issuer().to_owned(),
             scope: token.scope().to_owned(),
             client_id: token.client_id().map(str::to_owned),
             jti: token.jti().to_owned(),
@@ -96,7 +102,7 @@ impl From<AuthorizerError> for Diagnostic {
 #[derive(Debug)]
 pub struct Authorizer {
     verifier: Arc<Verifier>,
-    routes: Vec<Route>,
+    routes: RouteMap,
     allow_unmapped: bool,
     required: Vec<String>,
     http_api_response: HttpApiResponse,
@@ -119,6 +125,22 @@ impl Authorizer {
         &self.verifier
     }
 
+    /// The route map (`AUTH_ROUTE_SCOPES`; empty without one).
+    pub fn routes(&self) -> &RouteMap {
+        &self.routes
+    }
+
+    /// The resource (template, e.g. `/pets/{id}`) API Gateway routes the
+    /// concrete `path` to when the API's resources are the route map's, as
+    /// `infra/check.sh` requires of the deploy template. For a local gateway
+    /// (the dev stack's front door): with [`crate::rest_cache_key`] and
+    /// [`AuthorizerEvent::rest_request`] it caches answers as API Gateway
+    /// does. `None` without a route map or when no template matches (use the
+    /// path itself then: the answer is the unmapped one).
+    pub fn resource_for(&self, path: &str) -> Option<&str> {
+        self.routes.resource_for_path(path).map(|r| r.resource.as_str())
+    }
+
     /// Decides one event and logs one line with the outcome and reason
     /// (never the token).
     ///
@@ -132,7 +154,7 @@ impl Authorizer {
         match &result {
             Ok((answer, token)) => {
                 let allowed = match answer {
-                    Answer::Policy(p) => policy::allows(&p.policy_document, arn),
+                    Answer::Policy(p) => p.policy_document.statement.iter().all(|s| s.effect == IamPolicyEffect::Allow),
                     Answer::Simple(s) => s.is_authorized,
                 };
                 let decision = if allowed { Decision::Allow } else { Decision::InsufficientScope };
@@ -183,26 +205,71 @@ impl Authorizer {
             }
             Err(e) => return Err(unauthorized(e.reason(), Decision::Rejected(e))),
         };
+        let (allowed, resource) = self.judge(event, kind, stage, arn, &verified)?;
         let context = AuthContext::of(&verified);
         let answer = match (kind, self.http_api_response) {
             (EventKind::HttpApiV2, HttpApiResponse::Simple) => {
-                // Only right for the route asked: with a route map, turn the
-                // HTTP API authorizer cache off or use the IAM answer.
-                let policy = policy::policy_for(stage, &verified, &self.routes, self.allow_unmapped, &self.required);
                 let mut simple = ApiGatewayV2CustomAuthorizerSimpleResponse::default();
-                simple.is_authorized = policy::allows(&policy, arn);
+                simple.is_authorized = allowed;
                 simple.context = context;
                 Answer::Simple(simple)
             }
             _ => {
                 let mut resp = ApiGatewayCustomAuthorizerResponse::default();
                 resp.principal_id = Some(verified.sub().to_owned());
-                resp.policy_document =
-                    policy::policy_for(stage, &verified, &self.routes, self.allow_unmapped, &self.required);
+                resp.policy_document = policy::single(allowed, resource);
                 resp.context = context;
                 Answer::Policy(resp)
             }
         };
         Ok((answer, verified))
+    }
+
+    /// Whether the verified token may make this request, and the one
+    /// resource the answer covers (see the README: the cache key pins it):
+    /// - a required scope missing: denied, on the whole stage;
+    /// - no route map: allowed, on the whole stage;
+    /// - the event names the resource API Gateway routed to (REST REQUEST,
+    ///   HTTP API `routeKey`): that resource's entry, on
+    ///   `{stage}/{METHOD}/{resource}`;
+    /// - HTTP API `$default`: unmapped, on `{stage}/{METHOD}/*`;
+    /// - otherwise (TOKEN events): the concrete path's entry, on exactly the
+    ///   `methodArn` (TOKEN authorizers need TTL 0 with a route map).
+    #[allow(clippy::type_complexity)]
+    fn judge(
+        &self,
+        event: &AuthorizerEvent,
+        kind: EventKind,
+        stage: &str,
+        arn: &str,
+        token: &VerifiedToken,
+    ) -> Result<(bool, String), (AuthorizerError, Decision)> {
+        if !token.has_scopes(self.required.iter().map(String::as_str)) {
+            return Ok((false, policy::whole_stage(stage)));
+        }
+        if self.routes.is_empty() {
+            return Ok((true, policy::whole_stage(stage)));
+        }
+        let Some((method, path)) = policy::method_and_path(stage, arn) else {
+            return Err((AuthorizerError::Unauthorized("bad_method_arn"), Decision::InvalidRequest));
+        };
+        Ok(match event.routed_resource() {
+            Some(resource) => {
+                let route = self.routes.for_resource(method, resource);
+                (self.permits(route, token), policy::resource_arn(stage, method, resource))
+            }
+            None if kind == EventKind::HttpApiV2 && event.route_key.is_some() => {
+                (self.permits(None, token), format!("{stage}/{method}/*"))
+            }
+            None => (self.permits(self.routes.for_path(method, path), token), arn.to_owned()),
+        })
+    }
+
+    /// The map's answer for a request whose entry is `route` (`None`: unmapped).
+    fn permits(&self, route: Option<&Route>, token: &VerifiedToken) -> bool {
+        match route {
+            Some(r) => token.has_scopes(r.scopes.iter().map(String::as_str)),
+            None => self.allow_unmapped,
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The API Gateway Lambda authorizer on the shared token verifier.
 //!
 //! - [`event`]: TOKEN, REQUEST and HTTP API 2.0 events, told apart by shape.
-//! - [`policy`]: the IAM policy for every route the token may call, and its
-//!   evaluation.
+//! - [`routes`]: the route map and how a request finds its entry.
+//! - [`policy`]: the IAM policy for exactly the method and resource asked,
+//!   and its evaluation.
 //! - [`Authorizer::handle`]: the whole decision as a plain async function.
 //!
 //! The binary (`main.rs`) reads the configuration once at init, fetches the
@@ -14,7 +15,9 @@ pub mod config;
 pub mod event;
 pub mod handler;
 pub mod policy;
+pub mod routes;
 
-pub use config::{AuthorizerConfig, HttpApiResponse, Route};
-pub use event::{AuthorizerEvent, EventKind};
+pub use config::{AuthorizerConfig, HttpApiResponse};
+pub use event::{AuthorizerEvent, EventKind, rest_cache_key};
 pub use handler::{Answer, AuthContext, Authorizer, AuthorizerError};
+pub use routes::{Route, RouteMap};

@@ -1,14 +1,14 @@
 //! The IAM policy an authorizer returns, and its evaluation.
 //!
-//! API Gateway caches a policy per token for the authorizer's TTL and applies
-//! it to every route of the API, so the policy must be right for every route
-//! the token can call, not just the `methodArn` that was asked.
+//! An IAM `*` matches any run of characters, `/` included, so no policy can
+//! say "one path segment": a policy listing every route of a route map would
+//! let `GET/users/*` admit `GET /users/42/payment-methods`. A policy is
+//! therefore only ever made for the one method and resource API Gateway's
+//! cache key pins (see the crate README): the whole stage when there is no
+//! route map, else exactly `{stage}/{METHOD}/{resource}`.
 
 use aws_lambda_events::event::apigw::ApiGatewayCustomAuthorizerPolicy;
 use aws_lambda_events::event::iam::{IamPolicyEffect, IamPolicyStatement};
-use token_core::VerifiedToken;
-
-use crate::config::Route;
 
 /// `arn:aws:execute-api:{region}:{account}:{apiId}/{stage}` of a method or
 /// route ARN (`.../{stage}/{METHOD}/{path}`), or `None` if it is not one.
@@ -25,69 +25,55 @@ pub fn stage_arn(arn: &str) -> Option<&str> {
     (stage_end > 0).then(|| &arn[..fifth + 1 + stage_end])
 }
 
-fn statement(effect: IamPolicyEffect, resource: Vec<String>) -> IamPolicyStatement {
+fn statement(effect: IamPolicyEffect, resource: String) -> IamPolicyStatement {
     let mut s = IamPolicyStatement::default();
     s.action = vec!["execute-api:Invoke".into()];
     s.effect = effect;
-    s.resource = resource;
+    s.resource = vec![resource];
     s
 }
 
-fn route_arn(stage: &str, r: &Route) -> String {
-    format!("{stage}/{}/{}", r.method, r.path)
+/// One statement: `Allow` (or `Deny`) `execute-api:Invoke` on `resource`.
+pub fn single(allow: bool, resource: String) -> ApiGatewayCustomAuthorizerPolicy {
+    let effect = if allow { IamPolicyEffect::Allow } else { IamPolicyEffect::Deny };
+    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
+    policy.version = Some("2012-10-17".into());
+    policy.statement = vec![statement(effect, resource)];
+    policy
 }
 
-/// The policy for a verified token:
-/// - without a required scope: Deny on the whole stage;
-/// - without a route map: Allow on the whole stage (`{stage}/*/*`);
-/// - with a route map: Allow for the routes the token's scopes permit, Deny
-///   for the others, and routes outside the map allowed only with
-///   `allow_unmapped`.
-pub fn policy_for(
-    stage: &str,
-    token: &VerifiedToken,
-    routes: &[Route],
-    allow_unmapped: bool,
-    required: &[String],
-) -> ApiGatewayCustomAuthorizerPolicy {
-    let everything = format!("{stage}/*/*");
-    let mut statements = Vec::with_capacity(2);
-    if !token.has_scopes(required.iter().map(String::as_str)) {
-        statements.push(statement(IamPolicyEffect::Deny, vec![everything]));
-    } else if routes.is_empty() {
-        statements.push(statement(IamPolicyEffect::Allow, vec![everything]));
-    } else {
-        let mut allow = Vec::new();
-        let mut deny = Vec::new();
-        for r in routes {
-            let arn = route_arn(stage, r);
-            if token.has_scopes(r.scopes.iter().map(String::as_str)) { allow.push(arn) } else { deny.push(arn) }
+/// The whole stage, `{stage}/*/*`.
+pub fn whole_stage(stage: &str) -> String {
+    format!("{stage}/*/*")
+}
+
+/// `{stage}/{METHOD}/{resource}` with each `{param}` and `{proxy+}` segment
+/// as `*`: every request API Gateway routes to this method and resource, and
+/// (since `*` also matches `/`) more, which is why the cache key must pin
+/// the method and resource.
+pub fn resource_arn(stage: &str, method: &str, resource: &str) -> String {
+    let mut arn = String::with_capacity(stage.len() + method.len() + resource.len() + 2);
+    arn.push_str(stage);
+    arn.push('/');
+    arn.push_str(method);
+    for (i, seg) in resource.strip_prefix('/').unwrap_or(resource).split('/').enumerate() {
+        if i > 0 || !seg.is_empty() {
+            arn.push('/');
         }
-        if allow_unmapped {
-            allow.push(everything.clone());
-        }
-        if !allow.is_empty() {
-            statements.push(statement(IamPolicyEffect::Allow, allow));
-        }
-        if !deny.is_empty() {
-            statements.push(statement(IamPolicyEffect::Deny, deny));
-        }
-        if statements.is_empty() {
-            statements.push(statement(IamPolicyEffect::Deny, vec![everything]));
-        }
+        arn.push_str(if seg.starts_with('{') && seg.ends_with('}') { "*" } else { seg });
     }
-    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
-    policy.version = Some("2012-10-17".into());
-    policy.statement = statements;
-    policy
+    if resource.is_empty() || resource == "/" {
+        arn.push('/');
+    }
+    arn
 }
 
-/// A Deny policy on the whole stage.
-pub fn deny_all(stage: &str) -> ApiGatewayCustomAuthorizerPolicy {
-    let mut policy = ApiGatewayCustomAuthorizerPolicy::default();
-    policy.version = Some("2012-10-17".into());
-    policy.statement = vec![statement(IamPolicyEffect::Deny, vec![format!("{stage}/*/*")])];
-    policy
+/// The method and the path (with its leading `/`) of a method or route ARN
+/// whose stage ARN is `stage`.
+pub fn method_and_path<'a>(stage: &str, arn: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = arn.get(stage.len()..)?.strip_prefix('/')?;
+    let slash = rest.find('/')?;
+    Some((&rest[..slash], &rest[slash..]))
 }
 
 /// IAM evaluation of `policy` for `execute-api:Invoke` on `arn`, as API
@@ -153,6 +139,18 @@ mod tests {
         ] {
             assert_eq!(stage_arn(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn resource_arns_turn_params_into_stars() {
+        let st = "arn:aws:execute-api:r:1:a/prod";
+        assert_eq!(resource_arn(st, "GET", "/users/{id}"), format!("{st}/GET/users/*"));
+        assert_eq!(resource_arn(st, "PUT", "/files/{p+}"), format!("{st}/PUT/files/*"));
+        assert_eq!(resource_arn(st, "GET", "/"), format!("{st}/GET/"));
+        assert_eq!(resource_arn(st, "GET", "/pets"), format!("{st}/GET/pets"));
+        assert_eq!(method_and_path(st, &format!("{st}/GET/users/42")), Some(("GET", "/users/42")));
+        assert_eq!(method_and_path(st, &format!("{st}/GET/")), Some(("GET", "/")));
+        assert_eq!(method_and_path(st, &format!("{st}/GET")), None);
     }
 
     #[test]

@@ -78,6 +78,7 @@ fn token_event_valid_token_allows_the_whole_stage_with_context() {
     assert_eq!(statements(&answer), vec![("Allow".into(), vec![format!("{STAGE}/*/*")])]);
     let ctx = &v["context"];
     assert_eq!(ctx["sub"], "user-7");
+    assert_eq!(ctx["iss"], ISS, "the issuer makes the subject unambiguous");
     assert_eq!(ctx["scope"], "pets:read");
     assert_eq!(ctx["client_id"], "mobile");
     assert_eq!(ctx["jti"], "jti-7");
@@ -159,6 +160,7 @@ fn http_api_v2_gets_a_simple_response() {
     let v = serde_json::to_value(handle(&f, &event("http-v2", &t)).unwrap()).unwrap();
     assert_eq!(v["isAuthorized"], true);
     assert_eq!(v["context"]["sub"], "user-7");
+    assert_eq!(v["context"]["iss"], ISS);
     assert!(v.get("policyDocument").is_none());
     let expired = token(&f.key, "", -3600);
     assert!(matches!(handle(&f, &event("http-v2", &expired)).unwrap_err(), AuthorizerError::Unauthorized(_)));
@@ -183,48 +185,81 @@ fn http_api_v1_payload_is_a_request_event() {
     assert!(answer.policy().is_some());
 }
 
+const MAP: &str = "GET /pets=pets:read,POST /pets=pets:write,GET /pets/{id}=pets:read,DELETE /pets/{id}=admin";
+
+/// With a route map a REQUEST answer covers exactly the method and resource
+/// asked: API Gateway's cache key (Authorization, method, resource) pins
+/// them, and an IAM `*` cannot say "one segment".
 #[test]
-fn route_map_policy_is_right_for_every_route_not_just_the_one_asked() {
-    let f = fx(&[(
-        "AUTH_ROUTE_SCOPES",
-        "GET /pets=pets:read,POST /pets=pets:write,GET /pets/{id}=pets:read,DELETE /pets/{id}=admin",
-    )]);
+fn route_map_request_answer_covers_exactly_the_method_and_resource() {
+    let f = fx(&[("AUTH_ROUTE_SCOPES", MAP)]);
     let reader = token(&f.key, "pets:read", 900);
-    // Asked for GET /pets; the cached policy must also judge POST and DELETE.
-    let answer = handle(&f, &event("token", &reader)).unwrap();
+    // The fixture asks for POST /pets.
+    let answer = handle(&f, &event("request", &reader)).unwrap();
+    assert_eq!(statements(&answer), vec![("Deny".into(), vec![format!("{STAGE}/POST/pets")])]);
+    let writer = token(&f.key, "pets:write", 900);
+    let answer = handle(&f, &event("request", &writer)).unwrap();
+    assert_eq!(statements(&answer), vec![("Allow".into(), vec![format!("{STAGE}/POST/pets")])]);
     let p = answer.policy().unwrap();
-    assert!(policy::allows(p, &format!("{STAGE}/GET/pets")));
-    assert!(policy::allows(p, &format!("{STAGE}/GET/pets/42")));
-    assert!(!policy::allows(p, &format!("{STAGE}/POST/pets")));
-    assert!(!policy::allows(p, &format!("{STAGE}/DELETE/pets/42")));
-    assert!(!policy::allows(p, &format!("{STAGE}/GET/admin")), "unmapped routes are denied by default");
-    assert_eq!(
-        statements(&answer),
-        vec![
-            ("Allow".into(), vec![format!("{STAGE}/GET/pets"), format!("{STAGE}/GET/pets/*")]),
-            ("Deny".into(), vec![format!("{STAGE}/POST/pets"), format!("{STAGE}/DELETE/pets/*")]),
-        ]
-    );
-    // The same token asked first for POST /pets gets the same policy.
-    let post = handle(&f, &event("request", &reader)).unwrap();
-    assert_eq!(post.policy(), answer.policy());
+    assert!(!policy::allows(p, &format!("{STAGE}/GET/pets")), "covers another method");
+    assert!(!policy::allows(p, &format!("{STAGE}/POST/pets/1")), "covers a deeper path");
+    // A parameter becomes `*`, whatever its name.
+    let text = include_str!("fixtures/request.json")
+        .replace("{{TOKEN}}", &reader)
+        .replace("/POST/pets", "/GET/pets/42")
+        .replace("\"resource\": \"/pets\"", "\"resource\": \"/pets/{petId}\"");
+    let e: AuthorizerEvent = serde_json::from_str(&text).unwrap();
+    let answer = handle(&f, &e).unwrap();
+    assert_eq!(statements(&answer), vec![("Allow".into(), vec![format!("{STAGE}/GET/pets/*")])]);
 }
 
+/// TOKEN events carry only the concrete path: the decision is the route
+/// map's for that path, on exactly that `methodArn` (TOKEN authorizers need
+/// TTL 0 with a route map: nothing else may reuse the answer).
 #[test]
-fn route_map_token_with_no_permitted_route_is_denied_everywhere() {
-    let f = fx(&[("AUTH_ROUTE_SCOPES", "GET /pets=pets:read")]);
-    let answer = handle(&f, &event("token", &token(&f.key, "other", 900))).unwrap();
-    assert_eq!(statements(&answer), vec![("Deny".into(), vec![format!("{STAGE}/GET/pets")])]);
-    assert!(!policy::allows(answer.policy().unwrap(), &format!("{STAGE}/GET/pets")));
+fn route_map_token_answer_covers_exactly_the_method_arn() {
+    let f = fx(&[("AUTH_ROUTE_SCOPES", MAP)]);
+    let reader = token(&f.key, "pets:read", 900);
+    let answer = handle(&f, &event("token", &reader)).unwrap();
+    assert_eq!(statements(&answer), vec![("Allow".into(), vec![format!("{STAGE}/GET/pets")])]);
+    for (arn, allowed) in
+        [("DELETE/pets/42", false), ("GET/pets/42", true), ("GET/pets/42/toys", false), ("GET/admin", false)]
+    {
+        let mut e = event("token", &reader);
+        e.method_arn = Some(format!("{STAGE}/{arn}"));
+        let answer = handle(&f, &e).unwrap();
+        let effect = if allowed { "Allow" } else { "Deny" };
+        assert_eq!(statements(&answer), vec![(effect.into(), vec![format!("{STAGE}/{arn}")])], "{arn}");
+    }
 }
 
 #[test]
 fn unmapped_routes_can_be_allowed() {
     let f = fx(&[("AUTH_ROUTE_SCOPES", "POST /pets=pets:write"), ("AUTH_UNMAPPED_ROUTES", "allow")]);
-    let answer = handle(&f, &event("token", &token(&f.key, "pets:read", 900))).unwrap();
-    let p = answer.policy().unwrap();
-    assert!(policy::allows(p, &format!("{STAGE}/GET/anything")));
-    assert!(!policy::allows(p, &format!("{STAGE}/POST/pets")), "explicit deny wins");
+    let reader = token(&f.key, "pets:read", 900);
+    let answer = handle(&f, &event("token", &reader)).unwrap();
+    assert!(policy::allows(answer.policy().unwrap(), &format!("{STAGE}/GET/pets")));
+    let answer = handle(&f, &event("request", &reader)).unwrap();
+    assert_eq!(
+        statements(&answer),
+        vec![("Deny".into(), vec![format!("{STAGE}/POST/pets")])],
+        "mapped: needs its scope"
+    );
+}
+
+/// HTTP API `$default` names no resource: unmapped, on every path of the
+/// method (the cache key is the route key and the method).
+#[test]
+fn http_api_default_route_is_unmapped() {
+    let f = fx(&[("AUTH_ROUTE_SCOPES", "GET /pets=pets:read"), ("AUTH_HTTP_API_RESPONSE", "iam")]);
+    let t = token(&f.key, "pets:read", 900);
+    let text = include_str!("fixtures/http-v2.json").replace("{{TOKEN}}", &t);
+    let stage = "arn:aws:execute-api:us-east-1:123456789012:h7ttp9api0/$default";
+    let answer = handle(&f, &serde_json::from_str(&text).unwrap()).unwrap();
+    assert_eq!(statements(&answer), vec![("Allow".into(), vec![format!("{stage}/GET/pets")])]);
+    let text = text.replace("\"GET /pets\"", "\"$default\"");
+    let answer = handle(&f, &serde_json::from_str(&text).unwrap()).unwrap();
+    assert_eq!(statements(&answer), vec![("Deny".into(), vec![format!("{stage}/GET/*")])]);
 }
 
 #[test]
@@ -241,6 +276,8 @@ fn http_api_simple_answer_with_missing_scope_is_not_authorized() {
     let f = fx(&[("AUTH_ROUTE_SCOPES", "GET /pets=pets:read")]);
     let v = serde_json::to_value(handle(&f, &event("http-v2", &token(&f.key, "other", 900))).unwrap()).unwrap();
     assert_eq!(v["isAuthorized"], false);
+    let v = serde_json::to_value(handle(&f, &event("http-v2", &token(&f.key, "pets:read", 900))).unwrap()).unwrap();
+    assert_eq!(v["isAuthorized"], true);
 }
 
 #[test]

@@ -7,8 +7,7 @@
 
 use std::sync::LazyLock;
 
-use authorizer::config::parse_routes;
-use authorizer::{Answer, Authorizer, AuthorizerConfig, AuthorizerError, AuthorizerEvent, Route, policy};
+use authorizer::{Answer, Authorizer, AuthorizerConfig, AuthorizerError, AuthorizerEvent, RouteMap, policy};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use token_core::{Algorithm, PublicJwks, Settings, SigningKey, Verifier};
@@ -60,30 +59,6 @@ fn policy_of(a: &Authorizer, e: &AuthorizerEvent) -> aws_lambda_events::event::a
 }
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-
-/// A route map entry as written in `AUTH_ROUTE_SCOPES`: method in any case
-/// (or ANY), literal and `{param}` segments, one to three scopes.
-fn entry() -> impl Strategy<Value = (String, Vec<String>, Vec<String>)> {
-    (
-        prop_oneof![proptest::sample::select(METHODS.to_vec()).prop_map(str::to_owned), Just("ANY".to_owned())],
-        any::<bool>(),
-        proptest::collection::vec(prop_oneof!["[a-z0-9]{1,5}", "\\{[a-z]{1,3}\\+?\\}"], 0..4),
-        proptest::collection::vec("[a-z:]{1,6}", 1..4),
-    )
-        .prop_map(|(method, lower, segments, scopes)| {
-            let method = if lower { method.to_ascii_lowercase() } else { method };
-            (method, segments, scopes)
-        })
-}
-
-fn spec_of(entries: &[(String, Vec<String>, Vec<String>)], blanks: bool) -> String {
-    let pad = if blanks { " " } else { "" };
-    entries
-        .iter()
-        .map(|(m, segs, scopes)| format!("{pad}{m} /{}={}{pad}", segs.join("/"), scopes.join(" ")))
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// IAM ARN matching as a specification: `*` any run of characters, `?`
 /// exactly one, everything else itself (dynamic programming).
@@ -158,66 +133,11 @@ fn json_value() -> impl Strategy<Value = Value> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// Any well-formed route map parses, one route per entry, methods upper
-    /// case (`ANY` as `*`), `{param}` segments as `*`, scopes in order.
-    #[test]
-    fn route_maps_parse(entries in proptest::collection::vec(entry(), 1..5), blanks in any::<bool>()) {
-        let routes = parse_routes(&spec_of(&entries, blanks)).unwrap();
-        prop_assert_eq!(routes.len(), entries.len());
-        for (r, (m, segs, scopes)) in routes.iter().zip(&entries) {
-            let m = m.to_ascii_uppercase();
-            prop_assert_eq!(&r.method, if m == "ANY" { "*" } else { m.as_str() });
-            let path: Vec<&str> = segs.iter().map(|s| if s.starts_with('{') { "*" } else { s.as_str() }).collect();
-            prop_assert_eq!(&r.path, &path.join("/"));
-            prop_assert_eq!(&r.scopes, scopes);
-        }
-    }
-
     /// Any string at all: parsing never panics, and an error names the variable.
     #[test]
     fn route_map_errors_name_the_variable(spec in ".{0,60}") {
-        if let Err(e) = parse_routes(&spec) {
+        if let Err(e) = RouteMap::parse(&spec) {
             prop_assert_eq!(e.var, "AUTH_ROUTE_SCOPES");
-        }
-    }
-
-    /// With literal routes, each route is allowed exactly when the token has
-    /// all of its scopes; routes outside the map are denied unless unmapped
-    /// routes are allowed. And the policy returned for one route decides
-    /// every other route the same way as the policy returned for that route
-    /// (API Gateway caches one policy per token for all routes).
-    #[test]
-    fn a_route_is_allowed_exactly_with_its_scopes(
-        entries in proptest::collection::btree_map(
-            (proptest::sample::select(METHODS.to_vec()), "[a-z]{1,4}"),
-            proptest::collection::vec("[a-d]", 1..3),
-            1..5,
-        ),
-        have in proptest::collection::vec("[a-d]", 0..4),
-        unmapped in any::<bool>(),
-    ) {
-        let spec = entries
-            .iter()
-            .map(|((m, p), s)| format!("{m} /{p}={}", s.join(" ")))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut extra = vec![("AUTH_ROUTE_SCOPES", spec.as_str())];
-        if unmapped {
-            extra.push(("AUTH_UNMAPPED_ROUTES", "allow"));
-        }
-        let a = authorizer(&extra);
-        let t = token(&have.join(" "));
-        let mut asked: Vec<(String, String, bool)> = entries
-            .iter()
-            .map(|((m, p), s)| ((*m).to_owned(), p.clone(), s.iter().all(|x| have.contains(x))))
-            .collect();
-        asked.push(("GET".into(), "zzzzz".into(), unmapped));
-        let policies: Vec<_> = asked.iter().map(|(m, p, _)| policy_of(&a, &request(m, p, &t))).collect();
-        for (m, p, expected) in &asked {
-            let arn = format!("{STAGE}/{m}/{p}");
-            for pol in &policies {
-                prop_assert_eq!(policy::allows(pol, &arn), *expected, "{} with scopes {:?}", arn, have);
-            }
         }
     }
 
@@ -261,12 +181,6 @@ proptest! {
     }
 }
 
-#[test]
-fn routes_are_written_as_in_arns() {
-    let r = parse_routes("any /pets/{id}/toys=a b").unwrap();
-    assert_eq!(r, vec![Route { method: "*".into(), path: "pets/*/toys".into(), scopes: vec!["a".into(), "b".into()] }]);
-}
-
 /// Found by the `bearer_and_routes` fuzz target (`policy::glob`): with a
 /// literal `*` in the request path, the Deny for `DELETE /pets/{id}` was
 /// missed and the HTTP API simple answer let a token without `admin`
@@ -296,4 +210,343 @@ fn a_literal_star_in_the_path_does_not_escape_a_deny() {
     assert!(!ask("DELETE", "pets/*"));
     assert!(!ask("DELETE", "pets/1"));
     assert!(ask("GET", "pets/*a"));
+}
+
+// --- exact decisions: the route map's answer on every request -------------
+
+/// A segment of a route template in the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seg {
+    Lit(&'static str),
+    Param,
+    Proxy,
+}
+
+/// One method at one template of the API (`in_api`), and its entry in the
+/// route map (`scopes`, `None`: not in the map).
+#[derive(Debug, Clone)]
+struct ModelRoute {
+    method: &'static str,
+    template: usize,
+    in_api: bool,
+    scopes: Option<Vec<&'static str>>,
+}
+
+#[derive(Debug, Clone)]
+struct Model {
+    templates: Vec<Vec<Seg>>,
+    routes: Vec<ModelRoute>,
+    allow_unmapped: bool,
+    have: Vec<&'static str>,
+}
+
+/// Writes a template with the given parameter names (the map and the API
+/// name parameters differently: names do not matter).
+fn written(t: &[Seg], param: &str) -> String {
+    if t.is_empty() {
+        return "/".into();
+    }
+    t.iter()
+        .map(|s| match s {
+            Seg::Lit(l) => format!("/{l}"),
+            Seg::Param => format!("/{{{param}}}"),
+            Seg::Proxy => format!("/{{{param}+}}"),
+        })
+        .collect()
+}
+
+/// Does the template match these path segments? (Recursive, independent of
+/// the authorizer's iterator walk.)
+fn model_matches(t: &[Seg], parts: &[&str]) -> bool {
+    match (t.first(), parts.first()) {
+        (None, None) => true,
+        (Some(Seg::Lit(l)), Some(p)) => l == p && model_matches(&t[1..], &parts[1..]),
+        (Some(Seg::Param), Some(p)) => !p.is_empty() && model_matches(&t[1..], &parts[1..]),
+        (Some(Seg::Proxy), Some(_)) => parts.iter().all(|p| !p.is_empty()),
+        _ => false,
+    }
+}
+
+fn segments_of(path: &str) -> Vec<&str> {
+    let rest = &path[1..];
+    if rest.is_empty() { Vec::new() } else { rest.split('/').collect() }
+}
+
+impl Model {
+    /// API Gateway's routing over the given templates: of those that match,
+    /// the most specific (ranks compared as strings, literal `a` < param `b`
+    /// < proxy `c`).
+    fn route(&self, candidates: &[usize], path: &str) -> Option<usize> {
+        let parts = segments_of(path);
+        let key = |t: &Vec<Seg>| -> String {
+            t.iter()
+                .map(|s| match s {
+                    Seg::Lit(_) => 'a',
+                    Seg::Param => 'b',
+                    Seg::Proxy => 'c',
+                })
+                .collect()
+        };
+        candidates
+            .iter()
+            .copied()
+            .filter(|&i| model_matches(&self.templates[i], &parts))
+            .min_by_key(|&i| key(&self.templates[i]))
+    }
+
+    fn api_templates(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.routes.iter().filter(|r| r.in_api).map(|r| r.template).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    fn map_templates(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.routes.iter().filter(|r| r.scopes.is_some()).map(|r| r.template).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// The map's answer for `method` at template `t`: its entry for the
+    /// method, else its ANY entry, else unmapped.
+    fn answer_at(&self, method: &str, t: Option<usize>) -> bool {
+        let entry = |m: &str| {
+            self.routes.iter().find(|r| Some(r.template) == t && r.method == m).and_then(|r| r.scopes.as_ref())
+        };
+        match entry(method).or_else(|| entry("ANY")) {
+            Some(scopes) => scopes.iter().all(|s| self.have.contains(s)),
+            None => self.allow_unmapped,
+        }
+    }
+
+    /// The API route a request reaches: its template and the API method
+    /// (the method itself or ANY), or `None` (API Gateway answers without
+    /// the authorizer).
+    fn api_route(&self, method: &str, path: &str) -> Option<(usize, &'static str)> {
+        let t = self.route(&self.api_templates(), path)?;
+        let has = |m: &str| self.routes.iter().find(|r| r.in_api && r.template == t && r.method == m);
+        has(method).or_else(|| has("ANY")).map(|r| (t, r.method))
+    }
+
+    fn spec(&self) -> String {
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                let scopes = r.scopes.as_ref()?;
+                Some(format!("{} {}={}", r.method, written(&self.templates[r.template], "id"), scopes.join(" ")))
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+const LITERALS: [&str; 3] = ["a", "b", "users"];
+const ROUTE_METHODS: [&str; 4] = ["GET", "POST", "DELETE", "ANY"];
+const SCOPES: [&str; 3] = ["s1", "s2", "s3"];
+
+fn model() -> impl Strategy<Value = Model> {
+    let seg = prop_oneof![3 => proptest::sample::select(LITERALS.to_vec()).prop_map(Seg::Lit), 2 => Just(Seg::Param)];
+    let template = (proptest::collection::vec(seg, 0..4), proptest::bool::weighted(0.25)).prop_map(|(mut t, proxy)| {
+        if proxy {
+            t.push(Seg::Proxy);
+        }
+        t
+    });
+    let scopes = proptest::option::weighted(0.75, proptest::sample::subsequence(SCOPES.to_vec(), 1..3));
+    let route = (proptest::sample::select(ROUTE_METHODS.to_vec()), 0..6usize, proptest::bool::weighted(0.85), scopes);
+    (
+        proptest::collection::vec(template, 1..6),
+        proptest::collection::vec(route, 1..12),
+        any::<bool>(),
+        proptest::sample::subsequence(SCOPES.to_vec(), 0..4),
+    )
+        .prop_map(|(all, routes, allow_unmapped, have)| {
+            let mut templates: Vec<Vec<Seg>> = Vec::new();
+            for t in all {
+                if !templates.contains(&t) {
+                    templates.push(t);
+                }
+            }
+            let mut out: Vec<ModelRoute> = Vec::new();
+            for (method, t, in_api, scopes) in routes {
+                let template = t % templates.len();
+                let same = |r: &ModelRoute| r.method == method && templates[r.template] == templates[template];
+                if !out.iter().any(same) {
+                    out.push(ModelRoute { method, template, in_api, scopes });
+                }
+            }
+            Model { templates, routes: out, allow_unmapped, have }
+        })
+}
+
+/// Concrete paths: a template instantiated (parameter values that may equal
+/// literals), sometimes with more segments (deeper than the route), and
+/// paths of no route at all.
+fn requests() -> impl Strategy<Value = Vec<(&'static str, usize, Vec<&'static str>, usize)>> {
+    let values = proptest::collection::vec(proptest::sample::select(vec!["a", "b", "users", "42", "x"]), 1..3);
+    proptest::collection::vec(
+        (
+            proptest::sample::select(vec!["GET", "POST", "DELETE", "PUT"]),
+            0..6usize,
+            values,
+            prop_oneof![4 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize), 1 => Just(3usize)],
+        ),
+        1..10,
+    )
+}
+
+fn instantiate(t: &[Seg], values: &[&str], extra: usize) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for (i, s) in t.iter().enumerate() {
+        match s {
+            Seg::Lit(l) => parts.push(l),
+            Seg::Param => parts.push(values[i % values.len()]),
+            Seg::Proxy => parts.extend_from_slice(values),
+        }
+    }
+    match extra {
+        1 => parts.push("payment-methods"),
+        2 => parts.extend_from_slice(&["x", "y"]),
+        // A path of no route: an empty segment, or the values alone.
+        3 if values.len() == 1 => parts.push(""),
+        3 => parts = values.to_vec(),
+        _ => {}
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn decision(answer: &Answer, arn: &str) -> bool {
+    match answer {
+        Answer::Policy(p) => policy::allows(&p.policy_document, arn),
+        Answer::Simple(s) => s.is_authorized,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// For random route tables (literal, `{param}` and `{proxy+}` segments,
+    /// ANY), random scopes and random requests (including paths no route
+    /// matches and paths deeper than a route), the answer equals the route
+    /// map's, computed by the model above:
+    /// - REST REQUEST events (resource template given): the decision for the
+    ///   request, and the policy returned for any other request with the same
+    ///   cache key (token, method, resource) applied to this one under IAM
+    ///   matching (`policy::allows`);
+    /// - HTTP API 2.0 simple responses (cache key: token, routeKey, method);
+    /// - TOKEN events (concrete path only) when the map's templates are the
+    ///   API's, as the deploy check requires: the decision, and a policy that
+    ///   covers no other request (TOKEN authorizers run with TTL 0).
+    #[test]
+    fn every_request_gets_the_route_maps_answer(m in model(), reqs in requests()) {
+        let spec = m.spec();
+        let mut extra = vec![("AUTH_HTTP_API_RESPONSE", "simple")];
+        if !spec.is_empty() {
+            extra.push(("AUTH_ROUTE_SCOPES", spec.as_str()));
+        }
+        if m.allow_unmapped {
+            extra.push(("AUTH_UNMAPPED_ROUTES", "allow"));
+        }
+        let a = authorizer(&extra);
+        let t = token(&m.have.join(" "));
+        let bearer = format!("Bearer {t}");
+        let covering = m.map_templates() == m.api_templates();
+        let no_map = spec.is_empty();
+
+        // (method, path, arn, answer, cache key, REQUEST answer)
+        let mut asked = Vec::new();
+        for (method, ti, values, extra) in reqs {
+            let path = instantiate(&m.templates[ti % m.templates.len()], &values, extra);
+            let arn = format!("{STAGE}/{method}{path}");
+            let truth = |t: Option<usize>| no_map || m.answer_at(method, t);
+
+            if covering || no_map {
+                let e: AuthorizerEvent = serde_json::from_value(json!({
+                    "type": "TOKEN", "authorizationToken": bearer, "methodArn": arn,
+                }))
+                .unwrap();
+                let answer = RT.block_on(a.handle(&e)).unwrap();
+                let expected = truth(m.route(&m.map_templates(), &path));
+                prop_assert_eq!(decision(&answer, &arn), expected, "TOKEN {} {} map {}", method, path, spec);
+                asked.push((arn.clone(), answer, None, expected));
+            }
+
+            let Some((t_api, api_method)) = m.api_route(method, &path) else { continue };
+            let expected = truth(Some(t_api));
+            let resource = written(&m.templates[t_api], "p");
+            let e: AuthorizerEvent = serde_json::from_value(json!({
+                "type": "REQUEST", "methodArn": arn, "resource": resource, "path": path, "httpMethod": method,
+                "headers": {"Authorization": bearer},
+            }))
+            .unwrap();
+            let answer = RT.block_on(a.handle(&e)).unwrap();
+            prop_assert_eq!(decision(&answer, &arn), expected, "REQUEST {} {} ({}) map {}", method, path, resource, spec);
+            asked.push((arn.clone(), answer, Some((method, t_api)), expected));
+
+            let route_key = format!("{api_method} {resource}");
+            let e: AuthorizerEvent = serde_json::from_value(json!({
+                "version": "2.0", "type": "REQUEST", "routeArn": arn, "routeKey": route_key,
+                "identitySource": [bearer], "headers": {"authorization": bearer},
+            }))
+            .unwrap();
+            let answer = RT.block_on(a.handle(&e)).unwrap();
+            prop_assert_eq!(decision(&answer, &arn), expected, "HTTP API {} {} ({}) map {}", method, path, route_key, spec);
+        }
+
+        // Cached answers: a REQUEST policy applied to every request with the
+        // same cache key; a TOKEN policy (no map: the whole stage, cacheable;
+        // with a map: TTL 0) to nothing but its own request.
+        for (arn, answer, key, _) in &asked {
+            for (arn2, _, key2, expected2) in &asked {
+                let applied = decision(answer, arn2);
+                match (key, key2) {
+                    (Some(k), Some(k2)) if k == k2 => {
+                        prop_assert_eq!(applied, *expected2, "policy for {} cached, applied to {}", arn, arn2);
+                    }
+                    (None, _) if no_map => prop_assert_eq!(applied, *expected2, "{} applied to {}", arn, arn2),
+                    (None, _) if arn2 != arn => prop_assert!(!applied, "TOKEN policy for {} allows {}", arn, arn2),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The issue's example, on REQUEST and TOKEN events: a token with
+/// `pets:read profile:read` gets `GET /users/42` and not
+/// `GET /users/42/payment-methods` (an API route missing from the map), and
+/// no answer for another route covers it.
+#[test]
+fn a_route_deeper_than_a_param_route_is_unmapped() {
+    let a = authorizer(&[
+        (
+            "AUTH_ROUTE_SCOPES",
+            "GET /pets=pets:read,POST /pets=pets:write,GET /pets/{id}=pets:read,DELETE /pets/{id}=admin,GET /users/{id}=profile:read",
+        ),
+        ("AUTH_UNMAPPED_ROUTES", "deny"),
+    ]);
+    let bearer = format!("Bearer {}", token("pets:read profile:read"));
+    let deep = format!("{STAGE}/GET/users/42/payment-methods");
+    let ask = |method: &str, resource: &str, path: &str| {
+        let e: AuthorizerEvent = serde_json::from_value(json!({
+            "type": "REQUEST", "methodArn": format!("{STAGE}/{method}{path}"), "resource": resource,
+            "path": path, "httpMethod": method, "headers": {"Authorization": bearer},
+        }))
+        .unwrap();
+        policy_of(&a, &e)
+    };
+    let p = ask("GET", "/users/{id}/payment-methods", "/users/42/payment-methods");
+    assert!(!policy::allows(&p, &deep));
+    let token_event: AuthorizerEvent =
+        serde_json::from_value(json!({"type": "TOKEN", "authorizationToken": bearer, "methodArn": deep})).unwrap();
+    assert!(!policy::allows(&policy_of(&a, &token_event), &deep));
+    // Positive controls, and no other answer covers the deep route.
+    for (method, resource, path) in [("GET", "/users/{id}", "/users/42"), ("GET", "/pets", "/pets")] {
+        let p = ask(method, resource, path);
+        assert!(policy::allows(&p, &format!("{STAGE}/{method}{path}")), "{method} {path}");
+        if resource == "/pets" {
+            assert!(!policy::allows(&p, &deep), "the policy for GET /pets covers {deep}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! `parse_authorization`, `authorizer::config::parse_routes`, and the route
-//! policy (`policy_for` and its evaluation `allows`) with fuzzed ARNs.
+//! `parse_authorization`, the route map (`authorizer::RouteMap`: parsing
+//! and routing a request to its entry), and the IAM evaluation of the
+//! answers (`policy::allows`) with fuzzed ARNs.
 //!
 //! Input, one field per line (seeds are easy to write):
 //!
@@ -16,13 +17,16 @@
 //! - `Bearer(t)`: the scheme is `bearer` in any case, `t` ends the value and
 //!   is a b64token; `Bearer t` parses back to `t`; `Missing` and `Malformed`
 //!   as RFC 6750 says;
-//! - a parsed route map has known methods, paths without blanks, queries or
-//!   a leading slash, non-empty scopes, and survives being written out and
-//!   parsed again; errors name `AUTH_ROUTE_SCOPES`;
+//! - a parsed route map has known methods, resources that start with `/`
+//!   without blanks or queries, non-empty scopes, and survives being written
+//!   out and parsed again; errors name `AUTH_ROUTE_SCOPES`;
 //! - `stage_arn` of `{stage}/anything` is the stage, and is a prefix of the ARN;
-//! - every resource of a policy is on its stage; `allows` agrees with an
-//!   independent evaluation (Deny wins, then Allow, with a glob written
-//!   separately) and is deterministic.
+//! - the entry a request is routed to (`for_path`) is the one an independent
+//!   matcher picks (most specific template, then the method, then ANY), and
+//!   the same as `for_resource` of that template; the answer for that
+//!   resource (`resource_arn`) covers the request; a one-statement answer
+//!   allows the ARN exactly when it is an Allow, and `allows` agrees with an
+//!   independent glob.
 #![no_main]
 
 use std::collections::HashSet;
@@ -30,10 +34,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use auth_fuzz::{ISS, NOW, reference_glob};
-use authorizer::Route;
-use authorizer::config::parse_routes;
-use authorizer::policy::{allows, policy_for, stage_arn};
-use aws_lambda_events::event::iam::IamPolicyEffect;
+use authorizer::policy::{allows, method_and_path, resource_arn, single, stage_arn};
+use authorizer::routes::Segment;
+use authorizer::{Route, RouteMap};
 use libfuzzer_sys::fuzz_target;
 use token_core::{Credentials, VerifiedToken, Verifier, parse_authorization};
 
@@ -70,29 +73,29 @@ fn check_bearer(value: &str) {
     }
 }
 
-fn check_routes(spec: &str) -> Vec<Route> {
-    let routes = match parse_routes(spec) {
-        Ok(r) => r,
+fn check_routes(spec: &str) -> RouteMap {
+    let map = match RouteMap::parse(spec) {
+        Ok(m) => m,
         Err(e) => {
             assert_eq!(e.var, "AUTH_ROUTE_SCOPES");
-            return Vec::new();
+            return RouteMap::default();
         }
     };
     let entries = spec.split(',').filter(|e| !e.trim().is_empty()).count();
-    assert_eq!(routes.len(), entries, "entries lost");
-    for r in &routes {
+    assert_eq!(map.routes().len(), entries, "entries lost");
+    for r in map.routes() {
         assert!(
             ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"].contains(&r.method.as_str()),
             "{r:?}"
         );
-        assert!(!r.path.starts_with('/') && !r.path.contains(char::is_whitespace), "{r:?}");
-        assert!(!r.path.contains(['?', '#', ',', '=']), "{r:?}");
+        assert!(r.resource.starts_with('/') && !r.resource.contains(char::is_whitespace), "{r:?}");
+        assert!(!r.resource.contains(['?', '#', ',', '=']), "{r:?}");
         assert!(!r.scopes.is_empty() && r.scopes.iter().all(|s| !s.is_empty() && !s.contains(char::is_whitespace)));
     }
     let written: Vec<String> =
-        routes.iter().map(|r| format!("{} /{}={}", r.method, r.path, r.scopes.join(" "))).collect();
-    assert_eq!(parse_routes(&written.join(",")).as_ref(), Ok(&routes), "not stable when written out");
-    routes
+        map.routes().iter().map(|r| format!("{} {}={}", r.method, r.resource, r.scopes.join(" "))).collect();
+    assert_eq!(RouteMap::parse(&written.join(",")).as_ref(), Ok(&map), "not stable when written out");
+    map
 }
 
 fn verified(scope: &str) -> Option<Arc<VerifiedToken>> {
@@ -104,49 +107,56 @@ fn verified(scope: &str) -> Option<Arc<VerifiedToken>> {
     VERIFIER.verify_at(&token, Duration::from_secs(NOW)).ok()
 }
 
-fn check_policy(routes: &[Route], scope: &str, required: &[String], arn: &str, allow_unmapped: bool) {
+/// Independent routing: does the template match the path's segments?
+fn matches(t: &[Segment], parts: &[&str]) -> bool {
+    match (t.first(), parts.first()) {
+        (None, None) => true,
+        (Some(Segment::Literal(l)), Some(p)) => l == p && matches(&t[1..], &parts[1..]),
+        (Some(Segment::Param), Some(p)) => !p.is_empty() && matches(&t[1..], &parts[1..]),
+        (Some(Segment::Proxy), Some(_)) => parts.iter().all(|p| !p.is_empty()),
+        _ => false,
+    }
+}
+
+/// Independent routing: the most specific matching template (ranks as a
+/// string), then the method's entry, else ANY's.
+fn expected_route<'a>(map: &'a RouteMap, method: &str, path: &str) -> Option<&'a Route> {
+    let rest = &path[1..];
+    let parts: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+    let key = |r: &Route| -> String {
+        r.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(_) => 'a',
+                Segment::Param => 'b',
+                Segment::Proxy => 'c',
+            })
+            .collect()
+    };
+    let best = map.routes().iter().filter(|r| matches(&r.segments, &parts)).min_by_key(|r| key(r))?;
+    let same: Vec<&Route> = map.routes().iter().filter(|r| r.segments == best.segments).collect();
+    same.iter().find(|r| r.method == method).or_else(|| same.iter().find(|r| r.method == "*")).copied()
+}
+
+fn check_decision(map: &RouteMap, scope: &str, required: &[String], arn: &str, allow_unmapped: bool) {
     let Some(stage) = stage_arn(arn) else { return };
     assert!(arn.starts_with(stage) && arn[stage.len()..].starts_with('/'), "{stage} of {arn}");
     let Some(token) = verified(scope) else { return };
-    let policy = policy_for(stage, &token, routes, allow_unmapped, required);
-    for s in &policy.statement {
-        for r in &s.resource {
-            assert!(r.starts_with(stage) && r[stage.len()..].starts_with('/'), "{r} off {stage}");
-        }
+    let Some((method, path)) = method_and_path(stage, arn) else { return };
+    let route = map.for_path(method, path);
+    assert_eq!(route, expected_route(map, method, path), "{method} {path}");
+    if let Some(r) = route {
+        assert_eq!(map.for_resource(method, &r.resource), Some(r), "by template");
+        let resource = resource_arn(stage, method, &r.resource);
+        assert!(reference_glob(&resource, arn), "{resource} does not cover {arn}");
     }
-    let allowed = allows(&policy, arn);
-    assert_eq!(allowed, allows(&policy, arn), "not deterministic");
-
-    // The same decision, computed independently from the rules.
     let have: HashSet<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     let has = |list: &[String]| list.iter().all(|s| have.contains(s.as_str()));
-    let everything = format!("{stage}/*/*");
-    let (mut allow, mut deny) = (Vec::new(), Vec::new());
-    if !has(required) {
-        deny.push(everything.clone());
-    } else if routes.is_empty() {
-        allow.push(everything.clone());
-    } else {
-        for r in routes {
-            let pattern = format!("{stage}/{}/{}", r.method, r.path);
-            if has(&r.scopes) { allow.push(pattern) } else { deny.push(pattern) }
-        }
-        if allow_unmapped {
-            allow.push(everything.clone());
-        }
-        if allow.is_empty() && deny.is_empty() {
-            deny.push(everything);
-        }
-    }
-    let matches = |patterns: &[String]| patterns.iter().any(|p| reference_glob(p, arn));
-    let expected = !matches(&deny) && matches(&allow);
-    assert_eq!(allowed, expected, "allows() for {arn} with allow {allow:?} deny {deny:?}");
-    // And the policy says the same as the model, statement by statement.
-    let listed = |effect: IamPolicyEffect| -> Vec<String> {
-        policy.statement.iter().filter(|s| s.effect == effect).flat_map(|s| s.resource.clone()).collect()
-    };
-    assert_eq!(listed(IamPolicyEffect::Allow), allow);
-    assert_eq!(listed(IamPolicyEffect::Deny), deny);
+    let allowed = has(required)
+        && (map.is_empty() || route.map_or(allow_unmapped, |r| has(&r.scopes)))
+        && token.has_scopes(required.iter().map(String::as_str));
+    let answer = single(allowed, arn.to_owned());
+    assert_eq!(allows(&answer, arn), allowed, "single() for {arn}");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -161,5 +171,5 @@ fuzz_target!(|data: &[u8]| {
     if arn.starts_with(&format!("{STAGE}/")) {
         assert_eq!(stage_arn(&arn), Some(STAGE), "{arn}");
     }
-    check_policy(&routes, scope, &required, &arn, flags.contains('u'));
+    check_decision(&routes, scope, &required, &arn, flags.contains('u'));
 });

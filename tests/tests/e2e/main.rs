@@ -5,6 +5,8 @@
 mod authorizer;
 mod issuer_lambda;
 mod jwks;
+mod route_map;
+mod secrets_in_logs;
 mod sidecar;
 mod stack;
 mod trace_env;

@@ -177,7 +177,9 @@ where
 
                 let metadata_prelude = serde_json::to_string(&response.metadata_prelude)?;
 
-                tracing::trace!(?metadata_prelude);
+                // Not the prelude itself: its headers and cookies (Set-Cookie
+                // of a session) are credentials.
+                tracing::trace!(bytes = metadata_prelude.len(), "streaming response metadata prelude");
 
                 let (mut tx, rx) = Body::channel();
 

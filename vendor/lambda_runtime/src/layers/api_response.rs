@@ -113,18 +113,10 @@ where
             return RuntimeApiResponseFuture::Ready(Box::new(Some(Err(req.parts.status.to_string().into()))));
         }
 
-        // Utility closure to propagate potential error from conditionally executed trace
-        let trace_fn = || {
-            trace!(
-                body = std::str::from_utf8(&req.body)?,
-                "raw JSON event received from Lambda"
-            );
-            Ok(())
-        };
-        if let Err(err) = trace_fn() {
-            error!(error = ?err, "Failed to parse raw JSON event received from Lambda. The handler will not be called. Log at TRACE level to see the payload.");
-            return RuntimeApiResponseFuture::Ready(Box::new(Some(Err(err))));
-        };
+        // The raw event is not logged, at any level: events carry credentials
+        // (Authorization headers, cookies, passwords in request bodies), and
+        // TRACE is a level operators turn on while debugging. Its size is.
+        trace!(bytes = req.body.len(), "JSON event received from Lambda");
 
         let request_id = req.context.request_id.clone();
 
