@@ -6,12 +6,15 @@
 //!
 //! - the issuer (SQLite store and signing key in the data directory);
 //! - the sidecar, verifying against the issuer's JWKS;
-//! - a front door that plays API Gateway's part: for each request to a
-//!   protected route it builds the REST API TOKEN authorizer event, invokes
-//!   the authorizer's handler, caches the returned policy per token for the
-//!   authorizer TTL (as API Gateway does, and applies it to every route),
-//!   enforces Allow / Deny (403) / Unauthorized (401), and forwards allowed
-//!   requests with the authorizer context to
+//! - a front door that plays API Gateway's part as the deploy template
+//!   configures it: for each request to a protected route it builds the REST
+//!   API REQUEST authorizer event, invokes the authorizer's handler, caches
+//!   the returned policy per token, method and resource (the template's
+//!   identity sources: `Authorization`, `$context.httpMethod`,
+//!   `$context.resourcePath`) for the authorizer TTL, applies the cached
+//!   policy only to requests with the same key, enforces Allow / Deny (403)
+//!   / Unauthorized (401), and forwards allowed requests with the authorizer
+//!   context to
 //! - a demo backend that echoes what it received.
 //!
 //! The issuer's own routes are public at the front door, as in the deploy
@@ -326,7 +329,8 @@ fn echo(req: Incoming) -> http::Response<Body> {
 
 struct Gateway {
     authorizer: Authorizer,
-    /// The authorizer's answer per Authorization value, for the TTL.
+    /// The authorizer's answer per Authorization value, method and resource
+    /// (`authorizer::rest_cache_key`), for the TTL.
     cache: Option<moka::sync::Cache<String, Arc<Answer>>>,
     issuer: String,
     backend: String,
@@ -360,20 +364,20 @@ impl Gateway {
         }
         let header = header.to_owned();
         let method_arn = format!("{DEV_ARN_PREFIX}/{}{}", req.method.as_str(), req.path);
-        let (answer, cache_state) = match self.cache.as_ref().and_then(|c| c.get(&header)) {
+        // As the deploy template configures API Gateway: a REQUEST authorizer
+        // whose cache key is the token, the method and the resource (the
+        // route map's template the path is routed to), for the TTL.
+        let resource = self.authorizer.resource_for(&req.path).unwrap_or(&req.path).to_owned();
+        let key = authorizer::rest_cache_key(&header, req.method.as_str(), &resource);
+        let (answer, cache_state) = match self.cache.as_ref().and_then(|c| c.get(&key)) {
             Some(hit) => (hit, "hit"),
             None => {
-                let event = AuthorizerEvent {
-                    kind: Some("TOKEN".into()),
-                    authorization_token: Some(header.clone()),
-                    method_arn: Some(method_arn.clone()),
-                    ..AuthorizerEvent::default()
-                };
+                let event = AuthorizerEvent::rest_request(method_arn.clone(), resource, header);
                 match self.authorizer.handle(&event).await {
                     Ok(answer) => {
                         let answer = Arc::new(answer);
                         if let Some(c) = &self.cache {
-                            c.insert(header, Arc::clone(&answer));
+                            c.insert(key, Arc::clone(&answer));
                         }
                         (answer, "miss")
                     }
@@ -445,6 +449,7 @@ impl Gateway {
             };
             put("x-authorizer-principal-id", principal.unwrap_or(&ctx.sub));
             put("x-authorizer-sub", &ctx.sub);
+            put("x-authorizer-iss", &ctx.iss);
             put("x-authorizer-scope", &ctx.scope);
             put("x-authorizer-jti", &ctx.jti);
             put("x-authorizer-exp", &ctx.exp.to_string());

@@ -60,7 +60,7 @@ async fn bootstrap_answers_a_run_of_events() {
         statements[0]["Resource"],
         json!(["arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/GET/pets"])
     );
-    assert_eq!(statements[1]["Effect"], "Deny");
+    assert_eq!(statements.len(), 1, "an answer covers exactly the method and route asked");
 
     // Invalid tokens: exactly "Unauthorized", the sandbox keeps serving.
     let expired = sign(&k, &claims(ISS, "api", "user-1", "", -3600));
