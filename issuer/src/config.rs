@@ -30,6 +30,7 @@
 //! | `ISSUER_BODY_TIMEOUT_MS` | 10000 | local server: time to read a request body |
 //! | `ISSUER_SQLITE_SYNC` | `normal` | `normal` (survives a killed process) or `full` (survives power loss) |
 //! | `ISSUER_SQLITE_BUSY_MS` | 2000 | SQLite busy timeout |
+//! | `ISSUER_LEGACY_BCRYPT_COST` | unset | the store holds imported bcrypt hashes of this cost (4..=31): every login then does one bcrypt at this cost too, so imported accounts cost the same to check as the others |
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -131,6 +132,8 @@ pub struct IssuerConfig {
     pub sqlite_synchronous: Synchronous,
     /// `ISSUER_SQLITE_BUSY_MS`: 2 s.
     pub sqlite_busy_timeout: Duration,
+    /// `ISSUER_LEGACY_BCRYPT_COST`: unset (no imported bcrypt hashes).
+    pub legacy_bcrypt_cost: Option<u32>,
 }
 
 impl IssuerConfig {
@@ -235,6 +238,10 @@ impl IssuerConfig {
             body_timeout: s.millis("ISSUER_BODY_TIMEOUT_MS", 10_000, 100..=300_000)?,
             sqlite_synchronous,
             sqlite_busy_timeout: s.millis("ISSUER_SQLITE_BUSY_MS", 2000, 0..=60_000)?,
+            legacy_bcrypt_cost: match s.get("ISSUER_LEGACY_BCRYPT_COST") {
+                None => None,
+                Some(_) => Some(u32_in("ISSUER_LEGACY_BCRYPT_COST", 10, 4..=31)?),
+            },
         };
         Ok(cfg)
     }
@@ -381,6 +388,9 @@ mod tests {
         assert_eq!(c.argon2, Argon2Cost::default());
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.jwks_uri(), "https://auth.example.com/.well-known/jwks.json");
+        assert_eq!(c.legacy_bcrypt_cost, None);
+        let c = load(&with(("ISSUER_LEGACY_BCRYPT_COST", "12")), Shape::Local).unwrap();
+        assert_eq!(c.legacy_bcrypt_cost, Some(12));
     }
 
     #[test]
@@ -411,6 +421,9 @@ mod tests {
             ("ISSUER_DEFAULT_SCOPES", "a\"b"),
             ("ISSUER_REUSE_GRACE_SECS", "3600"),
             ("ISSUER_SQLITE_SYNC", "off"),
+            ("ISSUER_LEGACY_BCRYPT_COST", "3"),
+            ("ISSUER_LEGACY_BCRYPT_COST", "32"),
+            ("ISSUER_LEGACY_BCRYPT_COST", "ten"),
         ];
         for (var, value) in cases {
             let err = load(&with((var, value)), Shape::Local).unwrap_err();
