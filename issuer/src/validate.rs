@@ -132,6 +132,10 @@ pub enum Weakness {
 /// Fewest different characters a password must have.
 pub const MIN_DISTINCT_CHARS: usize = 5;
 
+/// Most digits, symbols or spaces taken off each end of a password to find
+/// a common one inside.
+const MAX_PADDING: usize = 6;
+
 impl Weakness {
     /// A sentence for the client.
     pub fn reason(self) -> &'static str {
@@ -162,8 +166,8 @@ fn unleet(s: &str, one: char) -> String {
 }
 
 /// Checks a new password's strength, offline: refused when it is on the
-/// shipped list of common passwords (also after lowercasing, after
-/// stripping digits and symbols added at either end, and after undoing
+/// shipped list of common passwords (also after lowercasing, after taking
+/// up to 6 digits, symbols or spaces off either end, and after undoing
 /// look-alike substitutions), contains the email address or its local part
 /// (3 characters or more), or has fewer than [`MIN_DISTINCT_CHARS`]
 /// different characters. Called at registration and at any password change;
@@ -188,10 +192,23 @@ pub fn password_strength(password: &str, email: &str) -> Result<(), Weakness> {
     if distinct.len() < MIN_DISTINCT_CHARS {
         return Err(Weakness::Repetitive);
     }
-    let core = lower.trim_matches(|c: char| c.is_ascii_digit() || c.is_ascii_punctuation() || c.is_whitespace());
-    for candidate in [core.to_owned(), unleet(core, 'i'), unleet(core, 'l'), unleet(&lower, 'i'), unleet(&lower, 'l')] {
-        if candidate.chars().count() >= 4 && list.contains(candidate.as_str()) {
-            return Err(Weakness::CommonVariant);
+    // Every core left after taking up to MAX_PADDING digits, symbols or
+    // spaces off either end (`dragon2024!`, `anna1987` + `0`), as written
+    // and with look-alikes undone.
+    let chars: Vec<char> = lower.chars().collect();
+    let is_pad = |c: &char| c.is_ascii_digit() || c.is_ascii_punctuation() || c.is_whitespace();
+    let lead = chars.iter().take_while(|c| is_pad(c)).count().min(MAX_PADDING);
+    let trail = chars.iter().rev().take_while(|c| is_pad(c)).count().min(MAX_PADDING);
+    for i in 0..=lead {
+        for j in 0..=trail {
+            let Some(core) = chars.get(i..chars.len().saturating_sub(j)) else { continue };
+            if core.len() < 4 {
+                continue;
+            }
+            let core: String = core.iter().collect();
+            if [unleet(&core, 'i'), unleet(&core, 'l'), core].iter().any(|c| list.contains(c.as_str())) {
+                return Err(Weakness::CommonVariant);
+            }
         }
     }
     Ok(())
