@@ -395,7 +395,7 @@ class Checker:
             self.fail("CredentialWebAclAssociation: must target the REST API stage")
         if acl.get("Condition") != assoc.get("Condition"):
             self.fail("CredentialWebAcl and its association must share one condition")
-        for fid, event in (("RefusedLoginsMetricFilter", "login_failed"), ("LockoutsMetricFilter", "lockout_started")):
+        for fid, event in (("RefusedLoginsMetricFilter", "login_failed"), ("LockoutsMetricFilter", "login_refused")):
             f = self.resource(fid, "AWS::Logs::MetricFilter").get("Properties", {})
             if f.get("LogGroupName") != {"Ref": "IssuerLogGroup"}:
                 self.fail(f"{fid}: must read the issuer's log group")
