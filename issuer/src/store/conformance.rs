@@ -714,7 +714,8 @@ pub async fn concurrent_attempts_grant_at_most_the_limit<S: Store>(store: &Arc<S
     }
     let (mut granted, mut refused, mut errors) = (0u32, 0u32, 0u32);
     while let Some(r) = tasks.join_next().await {
-        match r.expect("task") {
+        let Ok(r) = r else { panic!("a take_attempt task panicked") };
+        match r {
             Ok(AttemptOutcome::Granted) => granted += 1,
             Ok(got @ AttemptOutcome::Refused { .. }) => {
                 assert!(got.refused_by(1) && !got.refused_by(0), "{got:?}");
