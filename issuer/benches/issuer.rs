@@ -20,10 +20,10 @@ use http::{HeaderValue, Method};
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use issuer::Request;
 use issuer::config::IssuerConfig;
 use issuer::store::Store as _;
 use issuer::store::{Family, NewRefresh};
-use issuer::{App, Request};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -58,7 +58,7 @@ fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = temp_dir();
     let cfg = IssuerConfig::local("http://127.0.0.1:8080", "api", dir.clone()).unwrap();
-    let app = Arc::new(App::from_config(cfg).unwrap());
+    let app = Arc::new(issuer::server::local_app(cfg).unwrap());
     let creds = serde_json::json!({"email": "bench@example.com", "password": PASSWORD}).to_string();
     rt.block_on(async {
         assert_eq!(app.handle(json_request("/register", &creds)).await.status, 201);

@@ -331,7 +331,7 @@ impl IssuerConfig {
 
     /// `{ISSUER_URL}/.well-known/jwks.json`.
     pub fn jwks_uri(&self) -> String {
-        format!("{}/.well-known/jwks.json", self.issuer_url.trim_end_matches('/'))
+        token_core::config::jwks_url_of(&self.issuer_url)
     }
 }
 

@@ -5,9 +5,10 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
-use crate::app::Response;
 use crate::password::HashError;
+use crate::session::SessionError;
 use crate::store::StoreError;
+use crate::wire::Response;
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,11 +190,6 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %cause, "store returned a corrupt record");
                 ApiError::Internal
             }
-            #[allow(unreachable_patterns)]
-            other => {
-                tracing::error!(error = %other, "store error");
-                ApiError::Internal
-            }
         }
     }
 }
@@ -217,6 +213,27 @@ impl From<crate::tokens::RandomError> for ApiError {
     fn from(_: crate::tokens::RandomError) -> Self {
         tracing::error!("system random source failed");
         ApiError::Internal
+    }
+}
+
+/// The one mapping of session outcomes to HTTP errors. Server-side causes
+/// are logged here; the client gets the fixed answer.
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::EmailTaken => ApiError::EmailTaken,
+            SessionError::InvalidCredentials => ApiError::InvalidCredentials,
+            SessionError::AccountLocked { retry_after } => ApiError::AccountLocked { retry_after },
+            SessionError::InvalidRefreshToken => ApiError::InvalidToken,
+            SessionError::InvalidAccessToken => ApiError::BearerInvalid,
+            SessionError::Store(e) => e.into(),
+            SessionError::Hash(e) => e.into(),
+            SessionError::Random => crate::tokens::RandomError.into(),
+            SessionError::Keys(cause) => {
+                tracing::error!(error = %cause, "own signing keys unusable");
+                ApiError::Internal
+            }
+        }
     }
 }
 

@@ -93,8 +93,7 @@ impl fmt::Debug for KeyRing {
 
 /// A random key id: 12 base64url characters.
 fn random_kid() -> Result<String, KeyError> {
-    let mut b = [0u8; 9];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| KeyError::Invalid("system random source failed".into()))?;
+    let b = crate::tokens::random_bytes::<9>().map_err(|e| KeyError::Invalid(e.to_string()))?;
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 

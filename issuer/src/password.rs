@@ -211,9 +211,7 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 fn random_bytes<const N: usize>() -> Result<[u8; N], HashError> {
-    let mut b = [0u8; N];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| HashError::Internal("system random source failed".into()))?;
-    Ok(b)
+    crate::tokens::random_bytes::<N>().map_err(|e| HashError::Internal(e.to_string()))
 }
 
 fn random_password() -> Result<String, HashError> {

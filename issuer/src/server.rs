@@ -1,8 +1,9 @@
-//! The local HTTP server: hyper 1.x (HTTP/1.1) over [`App`].
+//! The local HTTP adapter: hyper 1.x (HTTP/1.1) over [`App`], on the token
+//! core's shared serve loop ([`token_core::serve`]).
 //!
 //! Bounded everywhere: at most `max_connections` open connections (the next
 //! `accept` waits for a free slot, so the rest queue in the kernel backlog),
-//! request headers within `header_timeout`, bodies of at most
+//! request heads within `header_timeout` and 64 KiB, bodies of at most
 //! [`MAX_BODY_BYTES`] within `body_timeout`. On shutdown it stops
 //! accepting, lets requests in flight finish, closes idle keep-alive
 //! connections, and gives up on stragglers after `drain_timeout`.
@@ -16,17 +17,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use token_core::serve::ServeOptions;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
-use crate::app::{App, MAX_BODY_BYTES, Request, Response};
+use crate::app::{App, InitError};
 use crate::config::IssuerConfig;
 use crate::error::ApiError;
+use crate::keys::KeyRing;
 use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+use crate::wire::{MAX_BODY_BYTES, Request, Response};
 
 /// Limits of the local server.
 #[derive(Debug, Clone)]
@@ -81,7 +83,7 @@ pub async fn serve<S: Store>(
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, finishes requests in flight (at most `drain_timeout`), and
-/// returns.
+/// returns. The accept loop is the token core's shared one.
 ///
 /// # Errors
 /// Never in practice: accept errors are logged and retried.
@@ -91,77 +93,39 @@ pub async fn serve_with<S: Store>(
     opts: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let max = opts.max_connections.max(1);
-    let slots = Arc::new(Semaphore::new(max));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let opts = Arc::new(opts);
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
+    let limits = ServeOptions {
+        max_connections: opts.max_connections,
+        header_timeout: opts.header_timeout,
+        // Request line and headers: 64 KiB at most (bodies are bounded separately).
+        max_head_bytes: 64 * 1024,
+        drain_timeout: opts.drain_timeout,
+    };
+    let body_timeout = opts.body_timeout;
+    token_core::serve::serve(listener, &limits, shutdown, |peer| {
         let app = Arc::clone(&app);
-        let opts = Arc::clone(&opts);
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let svc_opts = Arc::clone(&opts);
-            let svc = service_fn(move |req| {
-                let app = Arc::clone(&app);
-                let opts = Arc::clone(&svc_opts);
-                async move { Ok::<_, Infallible>(handle(&app, &opts, peer, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(opts.header_timeout)
-                // Request line and headers: 64 KiB at most (bodies are bounded separately).
-                .max_buf_size(64 * 1024)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => {
-                    if let Err(e) = res {
-                        debug!(error = %e, "connection ended with an error");
-                    }
-                }
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    // Every connection holds a slot: all slots back means all done.
-    let drained = u32::try_from(max).unwrap_or(u32::MAX);
-    match tokio::time::timeout(opts.drain_timeout, slots.acquire_many(drained)).await {
-        Ok(_) => info!("server stopped"),
-        Err(_) => warn!("server stopped with connections still open after the drain timeout"),
-    }
-    Ok(())
+        service_fn(move |req| {
+            let app = Arc::clone(&app);
+            async move { Ok::<_, Infallible>(handle(&app, body_timeout, peer, req).await) }
+        })
+    })
+    .await
+}
+
+/// The local issuer: the SQLite store and the key ring in `cfg.data_dir`,
+/// both created on first start. This is where the local shape picks its
+/// backend; the Lambda bootstrap picks DynamoDB.
+///
+/// # Errors
+/// [`InitError`] naming what failed.
+pub fn local_app(cfg: IssuerConfig) -> Result<App<SqliteStore>, InitError> {
+    let store = SqliteStore::open_in_dir(&cfg.data_dir, &cfg.sqlite_options())?;
+    let keys = KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg)?;
+    App::new(cfg, store, keys)
 }
 
 async fn handle<S: Store>(
     app: &App<S>,
-    opts: &ServerOptions,
+    body_timeout: Duration,
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
@@ -174,7 +138,7 @@ async fn handle<S: Store>(
     let body = if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         Err(ApiError::PayloadTooLarge)
     } else {
-        match tokio::time::timeout(opts.body_timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        match tokio::time::timeout(body_timeout, Limited::new(body, MAX_BODY_BYTES).collect()).await {
             Err(_) => Err(ApiError::RequestTimeout),
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::PayloadTooLarge),
@@ -204,6 +168,4 @@ fn to_hyper(resp: Response) -> hyper::Response<Full<Bytes>> {
     out
 }
 
-/// Completes on SIGTERM or SIGINT; the handlers are installed when it is
-/// called (see [`sidecar::shutdown_signal`]).
-pub use sidecar::shutdown_signal;
+pub use token_core::serve::shutdown_signal;

@@ -16,7 +16,12 @@ pub const REFRESH_TOKEN_LEN: usize = 43;
 #[error("system random source failed")]
 pub struct RandomError;
 
-fn random<const N: usize>() -> Result<[u8; N], RandomError> {
+/// `N` bytes from the system random source: the issuer's one helper for
+/// tokens, ids, key ids and salts.
+///
+/// # Errors
+/// [`RandomError`] if the random source fails.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], RandomError> {
     let mut b = [0u8; N];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| RandomError)?;
     Ok(b)
@@ -27,7 +32,7 @@ fn random<const N: usize>() -> Result<[u8; N], RandomError> {
 /// # Errors
 /// [`RandomError`] if the random source fails.
 pub fn new_refresh_token() -> Result<String, RandomError> {
-    Ok(URL_SAFE_NO_PAD.encode(random::<32>()?))
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
 }
 
 /// A random identifier (user, family, `jti`, key id): 128 bits, base64url.
@@ -35,7 +40,7 @@ pub fn new_refresh_token() -> Result<String, RandomError> {
 /// # Errors
 /// [`RandomError`] if the random source fails.
 pub fn random_id() -> Result<String, RandomError> {
-    Ok(URL_SAFE_NO_PAD.encode(random::<16>()?))
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<16>()?))
 }
 
 /// The stored form of a refresh token: SHA-256, base64url.

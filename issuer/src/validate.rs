@@ -45,19 +45,7 @@ impl<'de> Deserialize<'de> for ObjectOnly {
     }
 }
 
-/// Validated credentials. `Debug` never prints the password.
-pub struct Credentials {
-    /// Normalised email address.
-    pub email: String,
-    /// The password as sent.
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("email", &self.email).field("password", &"[redacted]").finish()
-    }
-}
+pub use crate::session::Credentials;
 
 /// Is the media type `application/json` (parameters such as `charset` allowed)?
 pub fn is_json_content_type(value: Option<&str>) -> bool {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -122,7 +122,7 @@ async fn start(dir: &Path, extra: &[(&str, &str)]) -> Server {
     let clock_reads = Arc::new(AtomicU64::new(0));
     let (clock_offset, reads) = (Arc::clone(&offset), Arc::clone(&clock_reads));
     let frozen = token_core::unix_now().as_secs();
-    let app = App::from_config(cfg).unwrap().with_clock(Arc::new(move || {
+    let app = issuer::server::local_app(cfg).unwrap().with_clock(Arc::new(move || {
         reads.fetch_add(1, Ordering::SeqCst);
         frozen + clock_offset.load(Ordering::SeqCst)
     }));
@@ -462,21 +462,35 @@ mod login {
         assert_eq!(wrong.body, unknown.body, "identical bodies");
         assert_eq!(wrong.error(), "invalid_credentials");
         assert!(wrong.set_cookies().is_empty());
-        // Both verify a full argon2id hash: the unknown user against a dummy.
-        let mut t_wrong = Vec::new();
-        let mut t_unknown = Vec::new();
+        // The same hash work on both paths, counted (not timed): one argon2id
+        // verification each, the unknown user's against a dummy hash made
+        // with the configured cost, the known user's against a stored hash
+        // of that cost.
+        let cost = s.app.hasher().cost();
+        let phc_cost = format!("$argon2id$v=19$m={},t={},p={}$", cost.memory_kib, cost.iterations, cost.parallelism);
+        let stored: String = s.db().query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap();
+        assert!(stored.starts_with(&phc_cost), "{phc_cost} in {stored}");
         for i in 0..4 {
-            let t = Instant::now();
-            s.login(&format!("nobody{i}@example.com"), "not the password").await;
-            t_unknown.push(t.elapsed());
-            let t = Instant::now();
-            s.login("carol@example.com", "not the password").await;
-            t_wrong.push(t.elapsed());
+            let before = s.app.hasher().stats();
+            let r = s.login(&format!("nobody{i}@example.com"), "not the password").await;
+            assert_eq!(r.body, wrong.body);
+            let unknown_work = s.app.hasher().stats();
+            let r = s.login("carol@example.com", "not the password").await;
+            assert_eq!(r.body, wrong.body);
+            let wrong_work = s.app.hasher().stats();
+            let one_argon2 = issuer::password::HashStats { argon2: 1, bcrypt: 0 };
+            let diff = |a: issuer::password::HashStats, b: issuer::password::HashStats| issuer::password::HashStats {
+                argon2: b.argon2 - a.argon2,
+                bcrypt: b.bcrypt - a.bcrypt,
+            };
+            assert_eq!(diff(before, unknown_work), one_argon2, "unknown email");
+            assert_eq!(diff(unknown_work, wrong_work), one_argon2, "wrong password");
         }
-        t_wrong.sort();
-        t_unknown.sort();
-        let (w, u) = (t_wrong[1].as_secs_f64(), t_unknown[1].as_secs_f64());
-        assert!(u > w * 0.5 && u < w * 2.0, "median wrong password {w:.4}s, unknown email {u:.4}s");
+        // Control: the counter sees work that differs (registering a user
+        // hashes once, a right password verifies once).
+        let before = s.app.hasher().stats();
+        s.register("dan@example.com", PASSWORD).await;
+        assert_eq!(s.app.hasher().stats().argon2, before.argon2 + 1);
         s.stop().await;
     }
 

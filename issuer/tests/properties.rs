@@ -2,12 +2,8 @@
 //! set reads back, across other cookies, headers, spacing, quotes and
 //! duplicates; any header is survived), email normalisation (idempotent,
 //! case-insensitive, refusing what must be refused, never panicking),
-//! password bounds, strict bodies, and the sidecar's `?scope=` (the issuer's
-//! dev stack runs the sidecar in process). No services needed.
+//! password bounds and strict bodies. No services needed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::sync::LazyLock;
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, header};
 use issuer::cookie::{REFRESH_COOKIE, clear_refresh_cookies, cookie_values, refresh_token, set_refresh_cookies};
@@ -15,7 +11,6 @@ use issuer::tokens::looks_like_refresh_token;
 use issuer::validate::{MAX_EMAIL_LEN, check_password, credentials, normalize_email, password_strength};
 use proptest::prelude::*;
 use serde_json::json;
-use token_core::{Algorithm, PublicJwks, SigningKey, Verifier, VerifierConfig};
 
 /// A refresh token as the issuer makes them: 43 base64url characters.
 fn refresh_value() -> impl Strategy<Value = String> {
@@ -252,58 +247,6 @@ proptest! {
             pw = pw.to_uppercase();
         }
         prop_assert!(password_strength(&pw, "someone@example.com").is_err(), "{} accepted", pw);
-    }
-}
-
-mod sidecar_scope {
-    //! The sidecar's `/verify?scope=...`: 200 exactly when the token has
-    //! every scope asked for, in any encoding and repetition; else 403.
-    use super::*;
-
-    const ISS: &str = "https://issuer.test";
-    static KEY: LazyLock<SigningKey> = LazyLock::new(|| SigningKey::generate(Algorithm::EdDSA, "k").unwrap());
-    static RT: LazyLock<tokio::runtime::Runtime> =
-        LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
-    static SIDECAR: LazyLock<sidecar::Sidecar> = LazyLock::new(|| {
-        let cfg = VerifierConfig::for_issuer(ISS, vec!["api".into()], Some("http://127.0.0.1:9/jwks.json".into()));
-        let v = Verifier::new(&cfg).unwrap();
-        v.install_jwks(ISS, &serde_json::to_vec(&PublicJwks { keys: vec![KEY.public_jwk().clone()] }).unwrap())
-            .unwrap();
-        sidecar::Sidecar::new(v, Duration::from_secs(5))
-    });
-
-    fn token(scope: &str) -> String {
-        let now = token_core::unix_now().as_secs();
-        KEY.sign_any(
-            &json!({"iss": ISS, "sub": "u", "aud": "api", "exp": now + 600, "iat": now, "jti": "j", "scope": scope}),
-        )
-        .unwrap()
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
-
-        #[test]
-        fn verify_checks_every_scope_asked(
-            have in proptest::collection::vec("[a-d]:?[xy]?", 0..4),
-            asked in proptest::collection::vec(proptest::collection::vec("[a-d]:?[xy]?", 0..3), 0..3),
-            encoding in 0usize..3,
-        ) {
-            let sep = ["+", "%20", "+%20"][encoding];
-            let query: Vec<String> = asked
-                .iter()
-                .map(|group| format!("scope={}", group.iter().map(|s| s.replace(':', "%3A")).collect::<Vec<_>>().join(sep)))
-                .collect();
-            let uri = if query.is_empty() { "/verify".to_owned() } else { format!("/verify?{}", query.join("&")) };
-            let req = http::Request::builder()
-                .uri(&uri)
-                .header(header::AUTHORIZATION, format!("Bearer {}", token(&have.join(" "))))
-                .body(())
-                .unwrap();
-            let resp = RT.block_on(SIDECAR.handle(&req));
-            let ok = asked.iter().flatten().all(|s| have.contains(s));
-            prop_assert_eq!(resp.status().as_u16(), if ok { 200 } else { 403 }, "{} with {:?}", uri, have);
-        }
     }
 }
 

@@ -20,8 +20,8 @@ impl SidecarConfig {
         Limits {
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
-            max_header_bytes: self.max_header_bytes,
-            shutdown_grace: self.shutdown_grace,
+            max_head_bytes: self.max_header_bytes,
+            drain_timeout: self.shutdown_grace,
         }
     }
 }

@@ -161,6 +161,21 @@ async fn answer(st: &State, path: &str) -> Response<Full<Bytes>> {
     }
 }
 
+/// Waits until `cond` holds, checking every 10 ms: for tests that wait on an
+/// event (a fetch in the log, a metric, a log line) instead of sleeping.
+/// `within` is only a failure guard, never what a test asserts.
+///
+/// # Panics
+/// When `cond` still does not hold after `within`, with `what` and the
+/// time waited.
+pub async fn wait_for(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !cond() {
+        assert!(started.elapsed() < within, "waited {within:?} for {what}, in vain");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Minting tokens for tests.
 pub mod tokens {
     use serde_json::{Value, json};

@@ -162,13 +162,24 @@ pub struct TrustedIssuer {
 }
 
 impl TrustedIssuer {
-    /// The JWKS URL, explicit or derived from the issuer.
+    /// The JWKS URL, explicit or derived from the issuer ([`jwks_url_of`]).
     pub fn jwks_url(&self) -> String {
         match &self.jwks_url {
             Some(u) => u.clone(),
-            None => format!("{}/.well-known/jwks.json", self.issuer.trim_end_matches('/')),
+            None => jwks_url_of(&self.issuer),
         }
     }
+}
+
+/// Where an issuer publishes its keys: `{issuer}/.well-known/jwks.json`.
+/// The one derivation, shared by the issuer (what it publishes) and the
+/// verifiers (where they look by default).
+///
+/// ```
+/// assert_eq!(token_core::config::jwks_url_of("https://a.example/"), "https://a.example/.well-known/jwks.json");
+/// ```
+pub fn jwks_url_of(issuer: &str) -> String {
+    format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))
 }
 
 /// The file named by `AUTH_CONFIG_FILE`: several issuers.

@@ -8,6 +8,8 @@
 //!   publishes its public key as a JWK.
 //! - [`VerifierConfig`] and [`Settings`]: configuration from the environment,
 //!   validated at start-up with errors that name the variable.
+//! - `serve` (feature `serve`): the bounded, gracefully stopping HTTP accept
+//!   loop and the shutdown signal that every local server shares.
 //!
 //! # Examples
 //!
@@ -41,6 +43,8 @@ mod error;
 mod jose;
 pub mod keys;
 pub mod metrics;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod sign;
 mod token;
 mod verifier;

@@ -433,18 +433,23 @@ fn scopes_are_checked_exactly() {
 
 #[test]
 fn keys_past_the_max_stale_age_are_not_used() {
+    // The keys' age counts from when they were installed (the wall clock),
+    // which can be seconds after the suite's fixed `now()` on a loaded
+    // machine: bracket the install instead of assuming it happened at `now()`.
+    let before = token_core::unix_now().as_secs();
     let f = fixture_with(|c| {
         c.jwks_refresh = Duration::from_secs(60);
         c.jwks_max_stale = Duration::from_secs(600);
     });
+    let after = token_core::unix_now().as_secs();
     let mut c = claims();
-    c["exp"] = json!(now() + 3600);
+    c["exp"] = json!(after + 3600);
     let token = f.rs.sign_any(&c).unwrap();
-    assert!(at(&f, &token, now() + 599).is_ok(), "stale but within the max stale age");
-    assert_eq!(at(&f, &token, now() + 602).unwrap_err(), VerifyError::KeysUnavailable, "even from the cache");
+    assert!(at(&f, &token, before + 599).is_ok(), "stale but within the max stale age");
+    assert_eq!(at(&f, &token, after + 602).unwrap_err(), VerifyError::KeysUnavailable, "even from the cache");
     let other = f.es.sign_any(&c).unwrap();
-    assert_eq!(at(&f, &other, now() + 602).unwrap_err(), VerifyError::KeysUnavailable);
-    let h = f.verifier.health(Duration::from_secs(now() + 602));
+    assert_eq!(at(&f, &other, after + 602).unwrap_err(), VerifyError::KeysUnavailable);
+    let h = f.verifier.health(Duration::from_secs(after + 602));
     assert!(!h.ready());
-    assert!(f.verifier.health(Duration::from_secs(now() + 10)).ready());
+    assert!(f.verifier.health(Duration::from_secs(after + 10)).ready());
 }

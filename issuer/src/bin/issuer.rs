@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! issuer serve [--listen ADDR] [--data-dir DIR] [--issuer-url URL] [--audience AUD]
-//! issuer dev   [--data-dir DIR] [--host IP] [--gateway-port N] [--issuer-port N]
-//!              [--sidecar-port N] [--backend-port N] [--authorizer-ttl-secs N]
 //! ```
+//!
+//! The whole local system (issuer, sidecar, front door) is the `devstack`
+//! binary.
 //!
 //! Flags override the `ISSUER_*` environment variables of the same meaning.
 use std::collections::HashMap;
@@ -21,12 +22,10 @@ use token_core::Settings;
 
 const USAGE: &str = "\
 usage: issuer serve [--listen ADDR] [--data-dir DIR] [--issuer-url URL] [--audience AUD[,AUD...]]
-       issuer dev   [--data-dir DIR] [--host IP] [--gateway-port 8000] [--issuer-port 8080]
-                    [--sidecar-port 8081] [--backend-port 8090] [--authorizer-ttl-secs 300]
 
 serve: runs the issuer locally (SQLite store and keys in the data directory).
-dev:   runs the whole system locally: issuer, sidecar, and a front door that
-       plays API Gateway with the Lambda authorizer in front of a demo backend.
+The whole system (issuer, sidecar, and a front door playing API Gateway with
+the Lambda authorizer) runs with `cargo run -p devstack`.
 Every setting is also read from the environment (ISSUER_URL, ISSUER_AUDIENCE,
 ISSUER_LISTEN, ISSUER_DATA_DIR, ...; see issuer/README.md). Flags win.";
 
@@ -41,36 +40,6 @@ const FLAGS: [(&str, &str); 4] = [
 enum Command {
     Help,
     Serve(HashMap<&'static str, String>),
-    Dev(issuer::dev::DevOptions),
-}
-
-fn parse_dev(rest: &[String]) -> Result<Command, String> {
-    let mut o = issuer::dev::DevOptions::default();
-    if let Ok(dir) = std::env::var("ISSUER_DATA_DIR") {
-        o.data_dir = dir.into();
-    }
-    let Some(pairs) = flag_pairs(rest)? else { return Ok(Command::Help) };
-    for (name, value) in pairs {
-        let name = name.as_str();
-        let port = |v: &str| v.parse::<u16>().map_err(|_| format!("{name}: expected a port number, got {v:?}"));
-        match name {
-            "--data-dir" => o.data_dir = value.into(),
-            "--host" => o.host = value.parse().map_err(|_| format!("{name}: expected an IP address, got {value:?}"))?,
-            "--gateway-port" => o.gateway_port = port(&value)?,
-            "--issuer-port" => o.issuer_port = port(&value)?,
-            "--sidecar-port" => o.sidecar_port = port(&value)?,
-            "--backend-port" => o.backend_port = port(&value)?,
-            "--authorizer-ttl-secs" => {
-                let secs: u64 = value.parse().map_err(|_| format!("{name}: expected seconds, got {value:?}"))?;
-                if secs > 3600 {
-                    return Err(format!("{name}: at most 3600 (API Gateway's limit)"));
-                }
-                o.authorizer_ttl = std::time::Duration::from_secs(secs);
-            }
-            _ => return Err(format!("unknown flag {name:?}")),
-        }
-    }
-    Ok(Command::Dev(o))
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -78,7 +47,6 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     match cmd.as_str() {
         "-h" | "--help" | "help" => return Ok(Command::Help),
         "serve" => {}
-        "dev" => return parse_dev(rest),
         other => return Err(format!("unknown command {other:?}")),
     }
     let Some(pairs) = flag_pairs(rest)? else { return Ok(Command::Help) };
@@ -116,7 +84,6 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Command::Serve(flags)) => flags,
-        Ok(Command::Dev(opts)) => return dev(opts),
         Err(msg) => {
             eprintln!("issuer: {msg}\n{USAGE}");
             return ExitCode::from(2);
@@ -142,34 +109,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("issuer: {msg}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `issuer dev`: everything in one process until Ctrl-C.
-fn dev(opts: issuer::dev::DevOptions) -> ExitCode {
-    issuer::init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("issuer: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let ready = |addrs: issuer::dev::DevAddrs| {
-        #[allow(clippy::print_stdout)]
-        {
-            println!("{}", issuer::dev::walkthrough(&addrs));
-        }
-    };
-    // The shutdown future is made inside the runtime, before anything is
-    // announced: its signal handlers exist from then on.
-    let stack = async { issuer::dev::run(opts, |name| std::env::var(name).ok(), ready, shutdown_signal()).await };
-    match rt.block_on(stack) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("issuer dev: {msg}");
             ExitCode::FAILURE
         }
     }
@@ -247,15 +186,6 @@ mod tests {
     }
 
     #[test]
-    fn dev_flags_set_the_options() {
-        let Ok(Command::Dev(o)) = parse_args(&args("dev --gateway-port 9000 --authorizer-ttl-secs=60")) else {
-            panic!("dev expected")
-        };
-        assert_eq!(o.gateway_port, 9000);
-        assert_eq!(o.authorizer_ttl, std::time::Duration::from_secs(60));
-    }
-
-    #[test]
     fn bad_flags_are_named() {
         let err = |s: &str| match parse_args(&args(s)) {
             Err(e) => e,
@@ -263,14 +193,13 @@ mod tests {
         };
         assert_eq!(err("serve --bogus x"), "unknown flag \"--bogus\"");
         assert_eq!(err("serve --listen"), "--listen needs a value");
-        assert_eq!(err("dev --gateway-port abc"), "--gateway-port: expected a port number, got \"abc\"");
-        assert_eq!(err("dev --authorizer-ttl-secs 3601"), "--authorizer-ttl-secs: at most 3600 (API Gateway's limit)");
+        assert_eq!(err("dev"), "unknown command \"dev\"");
         assert_eq!(err("deploy"), "unknown command \"deploy\"");
     }
 
     #[test]
     fn help_wherever_a_flag_is_expected() {
-        for s in ["", "help", "--help", "serve -h", "dev --data-dir d --help"] {
+        for s in ["", "help", "--help", "serve -h", "serve --data-dir d --help"] {
             assert!(matches!(parse_args(&args(s)), Ok(Command::Help)), "{s}");
         }
     }

@@ -106,7 +106,6 @@ macro_rules! store_conformance_tests {
             revoke_user_families_counts_new_revocations,
             attempts_are_limited_per_window,
             attempts_are_all_or_nothing,
-            concurrent_attempts_grant_at_most_the_limit,
             clear_attempts_opens_the_window,
         );
     };
@@ -702,6 +701,14 @@ pub async fn attempts_are_all_or_nothing<S: Store>(store: &Arc<S>) {
 
 /// A burst of concurrent takes on one counter is granted at most `limit`
 /// times (exactly `limit` when the store reported no error).
+///
+/// Run by [`run_all`] (the SQLite tests) but left out of
+/// [`store_conformance_tests!`]: the DynamoDB tests run against moto, whose
+/// `TransactWriteItems` checks conditions and writes without a lock (and
+/// rolls back by restoring a deep copy), so concurrent transactions are not
+/// serialisable there (20 of 50 granted against a limit of 5, seen once in
+/// three runs). DynamoDB's own transactions are serialisable; run this
+/// against it with `run_all` or by name.
 pub async fn concurrent_attempts_grant_at_most_the_limit<S: Store>(store: &Arc<S>) {
     const LIMIT: u32 = 5;
     let c = counter(LIMIT, 600);

@@ -5,13 +5,15 @@
 //! - [`dynamo`]: DynamoDB through the AWS SDK, for Lambda.
 //!
 //! Both give the same semantics and run the same behavioural test suite
-//! (`issuer/tests/store_suite.rs`). Every method that writes more than one
+//! ([`conformance`], feature `test-support`, run by `issuer/tests/store_sqlite.rs`
+//! and `issuer/tests/store_dynamo.rs`). Every method that writes more than one
 //! record does so atomically: a failure leaves nothing half-written.
 //!
 //! Times are whole seconds since the Unix epoch, passed in by the caller.
 
 use std::future::Future;
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 pub mod dynamo;
 pub mod sqlite;

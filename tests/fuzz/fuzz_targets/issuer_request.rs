@@ -77,7 +77,7 @@ static FX: LazyLock<Fixture> = LazyLock::new(|| {
         Err(e) => panic!("config: {e}"),
     };
     let allowed = cfg.allowed_origins.clone();
-    let app = match App::from_config(cfg) {
+    let app = match issuer::server::local_app(cfg) {
         Ok(a) => a,
         Err(e) => panic!("app: {e}"),
     };

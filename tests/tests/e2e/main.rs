@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod authorizer;
+mod issuer_lambda;
 mod jwks;
 mod sidecar;
 mod stack;
+mod trace_env;

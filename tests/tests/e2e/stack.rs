@@ -1,4 +1,4 @@
-//! The local stack (`issuer dev`) started as a process, with the README's
+//! The local stack (the `devstack` binary) started as a process, with the README's
 //! walkthrough run over HTTP and every answer checked, including the front
 //! door's cached-policy behaviour.
 
@@ -18,20 +18,9 @@ struct Stack {
 
 fn start(data_dir: &std::path::Path) -> Stack {
     let dir = data_dir.to_str().unwrap();
-    let args = [
-        "dev",
-        "--data-dir",
-        dir,
-        "--gateway-port",
-        "0",
-        "--issuer-port",
-        "0",
-        "--sidecar-port",
-        "0",
-        "--backend-port",
-        "0",
-    ];
-    let proc = Proc::spawn("issuer", &args, &[]);
+    let args =
+        ["--data-dir", dir, "--gateway-port", "0", "--issuer-port", "0", "--sidecar-port", "0", "--backend-port", "0"];
+    let proc = Proc::spawn("devstack", &args, &[]);
     let ready: Value = proc
         .logs()
         .iter()

@@ -1,5 +1,8 @@
-//! `issuer dev`: the whole system on one machine, on the embedded store,
-//! with no AWS account.
+//! The local stack: the whole system on one machine, on the embedded
+//! store, with no AWS account (`cargo run -p devstack`).
+//!
+//! It wires the three deployables in one process without making any of them
+//! depend on another:
 //!
 //! - the issuer (SQLite store and signing key in the data directory);
 //! - the sidecar, verifying against the issuer's JWKS;
@@ -14,6 +17,8 @@
 //! The issuer's own routes are public at the front door, as in the deploy
 //! template.
 
+#![warn(missing_docs)]
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -26,17 +31,14 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use issuer::config::{IssuerConfig, Shape};
+use issuer::server::{ServerOptions, local_app, serve_with};
+use token_core::serve::ServeOptions;
 use token_core::{Settings, Verifier, VerifierConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-use crate::app::App;
-use crate::config::{IssuerConfig, Shape};
-use crate::server::{ServerOptions, serve_with};
 
 /// The route map the demo authorizer uses unless `AUTH_ROUTE_SCOPES` is set.
 pub const DEMO_ROUTES: &str =
@@ -142,7 +144,8 @@ pub async fn run(
         backend: backend_l.local_addr().map_err(|e| e.to_string())?,
     };
     let issuer_url = url(addrs.issuer);
-    let jwks_url = format!("http://{}/.well-known/jwks.json", addrs.issuer);
+    // The verifiers fetch from the bound address, whatever name the issuer URL uses.
+    let jwks_url = token_core::config::jwks_url_of(&format!("http://{}", addrs.issuer));
     let data_dir = opts.data_dir.to_string_lossy().into_owned();
     let env = Arc::new(env);
 
@@ -160,7 +163,7 @@ pub async fn run(
     let icfg = IssuerConfig::from_settings(&issuer_settings, Shape::Local).map_err(|e| e.to_string())?;
     let audiences = icfg.audiences.join(",");
     let server_opts = ServerOptions::from_config(&icfg);
-    let app = Arc::new(App::from_config(icfg).map_err(|e| format!("issuer: {e}"))?);
+    let app = Arc::new(local_app(icfg).map_err(|e| format!("issuer: {e}"))?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -267,29 +270,15 @@ struct Incoming {
     body: Bytes,
 }
 
+/// Serves `f` on the shared serve loop, each request read whole first.
 async fn serve_fn<F, Fut>(listener: TcpListener, shutdown: impl Future<Output = ()>, f: F) -> std::io::Result<()>
 where
     F: Fn(Incoming, SocketAddr) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = http::Response<Body>> + Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
+    token_core::serve::serve(listener, &ServeOptions::default(), shutdown, move |peer| {
         let f = f.clone();
-        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let f = f.clone();
             async move {
                 let (parts, body) = req.into_parts();
@@ -311,16 +300,9 @@ where
                 };
                 Ok::<_, Infallible>(f(incoming, peer).await)
             }
-        });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), svc));
-        tokio::spawn(conn);
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(Duration::from_secs(10)) => {}
-    }
-    Ok(())
+        })
+    })
+    .await
 }
 
 /// The demo backend: echoes the request and the authorizer context.

@@ -53,47 +53,40 @@
 //! compute `2^n` or `min`, so this is how the count and the lock stay one
 //! atomic write.
 
+mod error;
+mod items;
+mod schema;
+
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::client::Waiters;
-use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
-    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use tokio::task::JoinSet;
 
+use self::error::{CONDITIONAL_CHECK_FAILED, TRANSACTION_CONFLICT, build_err, sdk_err};
+use self::items::{
+    EMAIL_PREFIX, FAMILY_PREFIX, Item, TOKEN_PREFIX, USER_PREFIX, family_from_item, n, opt_n, req_s, s,
+    token_from_item, token_item, user_from_item,
+};
+pub use self::schema::{EMAIL_INDEX, FAMILY_USER_INDEX};
 use super::{
     AttemptCounter, AttemptOutcome, Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError,
     UserRecord, lockout_secs,
 };
 
-/// Name of the GSI on the Users table (partition key `email`).
-pub const EMAIL_INDEX: &str = "email-index";
-/// Name of the GSI on the RefreshTokens table (partition key `familyUser`).
-pub const FAMILY_USER_INDEX: &str = "family-user-index";
-
-const USER_PREFIX: &str = "USER#";
-const EMAIL_PREFIX: &str = "EMAIL#";
-const TOKEN_PREFIX: &str = "TOKEN#";
-const FAMILY_PREFIX: &str = "FAMILY#";
 /// Login attempt counters live in the RefreshTokens table (its TTL on
 /// `expiresAt` deletes ended windows): `ATTEMPT#<keyed hash>#<window>`.
 const ATTEMPT_PREFIX: &str = "ATTEMPT#";
-
-const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailed";
-const TRANSACTION_CONFLICT: &str = "TransactionConflict";
 
 /// Attempts of a write cancelled only by conflicts with other transactions
 /// on the same items (DynamoDB does not retry these itself).
@@ -106,8 +99,6 @@ const CONFLICT_ATTEMPTS: u32 = 6;
 const FAILURE_CAS_ATTEMPTS: u32 = 32;
 /// Families revoked concurrently by `revoke_user_families`.
 const REVOKE_CONCURRENCY: usize = 16;
-
-type Item = HashMap<String, AttributeValue>;
 
 /// Table names and client settings of a [`DynamoStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,25 +139,6 @@ impl Default for DynamoConfig {
             initial_backoff: Duration::from_millis(25),
             max_backoff: Duration::from_secs(1),
         }
-    }
-}
-
-impl DynamoConfig {
-    /// The defaults, with the table names and endpoint taken from
-    /// `ISSUER_USERS_TABLE`, `ISSUER_REFRESH_TABLE` and `DYNAMODB_ENDPOINT`
-    /// where set and not empty.
-    #[must_use]
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let mut config = Self::default();
-        if let Some(users) = var("ISSUER_USERS_TABLE") {
-            config.users_table = users;
-        }
-        if let Some(refresh) = var("ISSUER_REFRESH_TABLE") {
-            config.refresh_table = refresh;
-        }
-        config.endpoint = var("DYNAMODB_ENDPOINT");
-        config
     }
 }
 
@@ -223,93 +195,6 @@ impl DynamoStore {
     #[must_use]
     pub fn refresh_table(&self) -> &str {
         &self.refresh
-    }
-
-    /// Creates both tables with their GSIs (on-demand capacity), waits until
-    /// they are active and enables TTL on `expiresAt` of the RefreshTokens
-    /// table. Tables that already exist are kept. For tests and local tooling;
-    /// deployed tables come from the SAM template.
-    ///
-    /// # Errors
-    /// [`StoreError::Unavailable`] if DynamoDB refuses or cannot be reached.
-    pub async fn create_tables(&self) -> Result<(), StoreError> {
-        let users_index = GlobalSecondaryIndex::builder()
-            .index_name(EMAIL_INDEX)
-            .key_schema(key_element("email")?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::Include)
-                    .non_key_attributes("userId")
-                    .non_key_attributes("passwordHash")
-                    .non_key_attributes("scope")
-                    .non_key_attributes("failedLogins")
-                    .non_key_attributes("lockedUntil")
-                    .build(),
-            )
-            .build()
-            .map_err(build_err)?;
-        self.create_table(&self.users, "email", users_index).await?;
-
-        let family_index = GlobalSecondaryIndex::builder()
-            .index_name(FAMILY_USER_INDEX)
-            .key_schema(key_element("familyUser")?)
-            .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
-            .build()
-            .map_err(build_err)?;
-        self.create_table(&self.refresh, "familyUser", family_index).await?;
-
-        for table in [&self.users, &self.refresh] {
-            self.client.wait_until_table_exists().table_name(table).wait(Duration::from_secs(120)).await.map_err(
-                |e| {
-                    tracing::warn!(table = %table, error = %DisplayErrorContext(&e), "table did not become active");
-                    StoreError::Unavailable(format!("DynamoDB CreateTable: table {table} did not become active"))
-                },
-            )?;
-        }
-
-        let ttl = self
-            .client
-            .describe_time_to_live()
-            .table_name(&self.refresh)
-            .send()
-            .await
-            .map_err(|e| sdk_err("DescribeTimeToLive", &e))?;
-        let status = ttl.time_to_live_description().and_then(|d| d.time_to_live_status());
-        if !matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
-            self.client
-                .update_time_to_live()
-                .table_name(&self.refresh)
-                .time_to_live_specification(
-                    TimeToLiveSpecification::builder()
-                        .attribute_name("expiresAt")
-                        .enabled(true)
-                        .build()
-                        .map_err(build_err)?,
-                )
-                .send()
-                .await
-                .map_err(|e| sdk_err("UpdateTimeToLive", &e))?;
-        }
-        Ok(())
-    }
-
-    async fn create_table(&self, table: &str, index_key: &str, index: GlobalSecondaryIndex) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute_definition("pk")?)
-            .attribute_definitions(attribute_definition(index_key)?)
-            .key_schema(key_element("pk")?)
-            .global_secondary_indexes(index)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
-            Err(e) => Err(sdk_err("CreateTable", &e)),
-        }
     }
 
     /// A consistent `GetItem` by `pk`.
@@ -965,123 +850,4 @@ impl Store for DynamoStore {
 
 fn family_active(family: &Family, now: u64) -> bool {
     family.revoked_at.is_none() && family.expires_at > now
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn n(value: u64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-fn token_item(new: &NewRefresh) -> Item {
-    HashMap::from([
-        ("pk".to_owned(), s(format!("{TOKEN_PREFIX}{}", new.token_hash))),
-        ("familyId".to_owned(), s(&new.family_id)),
-        ("userId".to_owned(), s(&new.user_id)),
-        ("issuedAt".to_owned(), n(new.issued_at)),
-        ("expiresAt".to_owned(), n(new.expires_at)),
-    ])
-}
-
-fn req_s(item: &Item, name: &str, record: &str) -> Result<String, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::S(v)) => Ok(v.clone()),
-        Some(_) => Err(StoreError::Corrupt(format!("{record}: {name} is not a string"))),
-        None => Err(StoreError::Corrupt(format!("{record}: {name} is missing"))),
-    }
-}
-
-fn opt_n<T: FromStr>(item: &Item, name: &str, record: &str) -> Result<Option<T>, StoreError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttributeValue::N(v)) => {
-            v.parse().map(Some).map_err(|_| StoreError::Corrupt(format!("{record}: {name} is not a valid number")))
-        }
-        Some(_) => Err(StoreError::Corrupt(format!("{record}: {name} is not a number"))),
-    }
-}
-
-fn req_n<T: FromStr>(item: &Item, name: &str, record: &str) -> Result<T, StoreError> {
-    opt_n(item, name, record)?.ok_or_else(|| StoreError::Corrupt(format!("{record}: {name} is missing")))
-}
-
-fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
-    const RECORD: &str = "user";
-    Ok(UserRecord {
-        user_id: req_s(item, "userId", RECORD)?,
-        email: req_s(item, "email", RECORD)?,
-        password_hash: req_s(item, "passwordHash", RECORD)?,
-        scope: req_s(item, "scope", RECORD)?,
-        failed_logins: opt_n(item, "failedLogins", RECORD)?.unwrap_or(0),
-        locked_until: opt_n(item, "lockedUntil", RECORD)?.unwrap_or(0),
-    })
-}
-
-fn token_from_item(token_hash: &str, item: &Item) -> Result<RefreshRecord, StoreError> {
-    const RECORD: &str = "refresh token";
-    Ok(RefreshRecord {
-        token_hash: token_hash.to_owned(),
-        family_id: req_s(item, "familyId", RECORD)?,
-        user_id: req_s(item, "userId", RECORD)?,
-        issued_at: req_n(item, "issuedAt", RECORD)?,
-        expires_at: req_n(item, "expiresAt", RECORD)?,
-        used_at: opt_n(item, "usedAt", RECORD)?,
-    })
-}
-
-fn family_from_item(family_id: &str, item: &Item) -> Result<Family, StoreError> {
-    const RECORD: &str = "token family";
-    Ok(Family {
-        family_id: family_id.to_owned(),
-        user_id: req_s(item, "familyUser", RECORD)?,
-        created_at: req_n(item, "createdAt", RECORD)?,
-        expires_at: req_n(item, "expiresAt", RECORD)?,
-        revoked_at: opt_n(item, "revokedAt", RECORD)?,
-    })
-}
-
-fn key_element(name: &str) -> Result<KeySchemaElement, StoreError> {
-    KeySchemaElement::builder().attribute_name(name).key_type(KeyType::Hash).build().map_err(build_err)
-}
-
-fn attribute_definition(name: &str) -> Result<AttributeDefinition, StoreError> {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(build_err)
-}
-
-fn build_err(err: BuildError) -> StoreError {
-    StoreError::Unavailable(format!("DynamoDB request could not be built: {err}"))
-}
-
-/// Maps an SDK failure to [`StoreError::Unavailable`]: throttling, timeouts,
-/// connection failures, 5xx and anything else DynamoDB refused. The message
-/// names the operation and the error code only, never request contents.
-fn sdk_err<E>(op: &'static str, err: &SdkError<E, HttpResponse>) -> StoreError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    let what = match err {
-        SdkError::TimeoutError(_) => "timed out".to_owned(),
-        SdkError::DispatchFailure(d) if d.is_timeout() => "timed out".to_owned(),
-        SdkError::DispatchFailure(d) if d.is_io() => "connection failed".to_owned(),
-        SdkError::DispatchFailure(_) => "request could not be sent".to_owned(),
-        SdkError::ResponseError(_) => "unreadable response".to_owned(),
-        SdkError::ConstructionFailure(_) => "request could not be built".to_owned(),
-        SdkError::ServiceError(se) => {
-            format!("{} (HTTP {})", se.err().code().unwrap_or("unknown error"), se.raw().status().as_u16())
-        }
-        _ => "unknown failure".to_owned(),
-    };
-    if matches!(err, SdkError::ServiceError(_)) {
-        tracing::warn!(operation = op, error = %what, "DynamoDB request failed");
-    } else {
-        // Transport errors carry no request contents: log the whole chain.
-        tracing::warn!(operation = op, error = %what, detail = %DisplayErrorContext(err), "DynamoDB request failed");
-    }
-    StoreError::Unavailable(format!("DynamoDB {op}: {what}"))
 }
