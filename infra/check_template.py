@@ -453,6 +453,50 @@ class Checker:
             if ttl_attr and ttl != {"AttributeName": ttl_attr, "Enabled": True}:
                 self.fail(f"{tid}: TTL must be on {ttl_attr}")
 
+    def credential_attack_defences(self) -> None:
+        """Issue 10: the WAF rate rule on the credential routes is on by
+        default and bound to the REST API stage; refused logins and lockouts
+        are counted from the issuer's own log group and alarmed."""
+        params = self.source.get("Parameters", {})
+        if params.get("EnableCredentialWaf", {}).get("Default") != "true":
+            self.fail("parameter EnableCredentialWaf must default to 'true' (WAF on the credential routes)")
+        acl = self.resource("CredentialWebAcl", "AWS::WAFv2::WebACL")
+        props = acl.get("Properties", {})
+        if props.get("Scope") != "REGIONAL":
+            self.fail("CredentialWebAcl: Scope must be REGIONAL (a REST API stage)")
+        rules = props.get("Rules", [])
+        rate = [r for r in rules if "RateBasedStatement" in r.get("Statement", {})]
+        if not rate:
+            self.fail("CredentialWebAcl: needs a rate-based rule")
+        for r in rate:
+            st = r["Statement"]["RateBasedStatement"]
+            if st.get("AggregateKeyType") != "IP":
+                self.fail(f"CredentialWebAcl rule {r.get('Name')}: must aggregate per client address (IP)")
+            if "Block" not in r.get("Action", {}):
+                self.fail(f"CredentialWebAcl rule {r.get('Name')}: must block (Count only watches)")
+            matched = set(re.findall(r'"SearchString": "([^"]+)"', json.dumps(st.get("ScopeDownStatement"))))
+            for route in ("/login", "/register", "/refresh"):
+                if route not in matched:
+                    self.fail(f"CredentialWebAcl rule {r.get('Name')}: scope must include {route}")
+        assoc = self.resource("CredentialWebAclAssociation", "AWS::WAFv2::WebACLAssociation")
+        aprops = assoc.get("Properties", {})
+        if aprops.get("WebACLArn") != {"Fn::GetAtt": ["CredentialWebAcl", "Arn"]}:
+            self.fail("CredentialWebAclAssociation: must associate CredentialWebAcl")
+        if "/stages/" not in json.dumps(aprops.get("ResourceArn")):
+            self.fail("CredentialWebAclAssociation: must target the REST API stage")
+        if acl.get("Condition") != assoc.get("Condition"):
+            self.fail("CredentialWebAcl and its association must share one condition")
+        for fid, event in (("RefusedLoginsMetricFilter", "login_failed"), ("LockoutsMetricFilter", "login_refused")):
+            f = self.resource(fid, "AWS::Logs::MetricFilter").get("Properties", {})
+            if f.get("LogGroupName") != {"Ref": "IssuerLogGroup"}:
+                self.fail(f"{fid}: must read the issuer's log group")
+            if event not in str(f.get("FilterPattern")) or '"audit"' not in str(f.get("FilterPattern")):
+                self.fail(f"{fid}: must match the audit event {event}")
+        for aid, metric in (("RefusedLoginsAlarm", "RefusedLogins"), ("LockoutsAlarm", "Lockouts")):
+            a = self.resource(aid, "AWS::CloudWatch::Alarm")
+            if a.get("Properties", {}).get("MetricName") != metric:
+                self.fail(f"{aid}: must alarm on {metric}")
+
     def run(self) -> list[str]:
         self.cache_ttl_parameter()
         self.routes()
@@ -461,6 +505,7 @@ class Checker:
         self.functions()
         self.fingerprints()
         self.tables()
+        self.credential_attack_defences()
         return self.failures
 
 

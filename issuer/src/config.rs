@@ -30,6 +30,14 @@
 //! | `ISSUER_BODY_TIMEOUT_MS` | 10000 | local server: time to read a request body |
 //! | `ISSUER_SQLITE_SYNC` | `normal` | `normal` (survives a killed process) or `full` (survives power loss) |
 //! | `ISSUER_SQLITE_BUSY_MS` | 2000 | SQLite busy timeout |
+//! | `ISSUER_LOGIN_MAX_PER_ACCOUNT_ADDRESS` | 5 | login attempts on one account from one client address per window |
+//! | `ISSUER_LOGIN_MAX_PER_ADDRESS` | 50 | login attempts from one client address (IPv6: /64), all accounts, per window |
+//! | `ISSUER_LOGIN_WINDOW_SECS` | 900 | window of the two counters above |
+//! | `ISSUER_LOGIN_MAX_PER_ACCOUNT` | 20 | login attempts on one account, all addresses, per account window (the slow-down ceiling) |
+//! | `ISSUER_LOGIN_ACCOUNT_WINDOW_SECS` | 60 | window of the per-account counter |
+//! | `ISSUER_ATTEMPT_KEY` | derived from the signing keys | base64url secret (32+ bytes) keying the attempt counters |
+//! | `ISSUER_CLIENT_IP_HEADER` | unset | local server behind a trusted proxy: the header carrying the client address (else the socket peer) |
+//! | `ISSUER_LEGACY_BCRYPT_COST` | unset | the store holds imported bcrypt hashes of this cost (4..=31): every login then does one bcrypt at this cost too, so imported accounts cost the same to check as the others |
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -131,6 +139,14 @@ pub struct IssuerConfig {
     pub sqlite_synchronous: Synchronous,
     /// `ISSUER_SQLITE_BUSY_MS`: 2 s.
     pub sqlite_busy_timeout: Duration,
+    /// `ISSUER_LEGACY_BCRYPT_COST`: unset (no imported bcrypt hashes).
+    pub legacy_bcrypt_cost: Option<u32>,
+    /// `ISSUER_LOGIN_*`: the attempt counters' limits and windows.
+    pub attempt_policy: crate::attempts::AttemptPolicy,
+    /// `ISSUER_ATTEMPT_KEY`: unset (derived from the signing-key ring).
+    pub attempt_key: Option<Vec<u8>>,
+    /// `ISSUER_CLIENT_IP_HEADER`: unset (the socket peer is the client).
+    pub client_ip_header: Option<http::HeaderName>,
 }
 
 impl IssuerConfig {
@@ -235,6 +251,40 @@ impl IssuerConfig {
             body_timeout: s.millis("ISSUER_BODY_TIMEOUT_MS", 10_000, 100..=300_000)?,
             sqlite_synchronous,
             sqlite_busy_timeout: s.millis("ISSUER_SQLITE_BUSY_MS", 2000, 0..=60_000)?,
+            legacy_bcrypt_cost: match s.get("ISSUER_LEGACY_BCRYPT_COST") {
+                None => None,
+                Some(_) => Some(u32_in("ISSUER_LEGACY_BCRYPT_COST", 10, 4..=31)?),
+            },
+            attempt_policy: crate::attempts::AttemptPolicy {
+                per_account_address: u32_in("ISSUER_LOGIN_MAX_PER_ACCOUNT_ADDRESS", 5, 1..=1000)?,
+                per_address: u32_in("ISSUER_LOGIN_MAX_PER_ADDRESS", 50, 1..=1_000_000)?,
+                window_secs: s.u64_in("ISSUER_LOGIN_WINDOW_SECS", 900, 1..=86_400)?,
+                per_account: u32_in("ISSUER_LOGIN_MAX_PER_ACCOUNT", 20, 1..=1_000_000)?,
+                account_window_secs: s.u64_in("ISSUER_LOGIN_ACCOUNT_WINDOW_SECS", 60, 1..=86_400)?,
+            },
+            attempt_key: match s.get("ISSUER_ATTEMPT_KEY") {
+                None => None,
+                Some(v) => {
+                    let key = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v.trim())
+                        .ok()
+                        .filter(|k| k.len() >= 32)
+                        .ok_or_else(|| {
+                            ConfigError::new(
+                                "ISSUER_ATTEMPT_KEY",
+                                "expected at least 32 bytes, base64url without padding",
+                            )
+                        })?;
+                    Some(key)
+                }
+            },
+            client_ip_header: match s.get("ISSUER_CLIENT_IP_HEADER") {
+                None => None,
+                Some(v) => {
+                    Some(http::HeaderName::try_from(v.trim()).map_err(|_| {
+                        ConfigError::new("ISSUER_CLIENT_IP_HEADER", format!("{v:?} is not a header name"))
+                    })?)
+                }
+            },
         };
         Ok(cfg)
     }
@@ -381,6 +431,20 @@ mod tests {
         assert_eq!(c.argon2, Argon2Cost::default());
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.jwks_uri(), "https://auth.example.com/.well-known/jwks.json");
+        assert_eq!(c.legacy_bcrypt_cost, None);
+        let c = load(&with(("ISSUER_LEGACY_BCRYPT_COST", "12")), Shape::Local).unwrap();
+        assert_eq!(c.legacy_bcrypt_cost, Some(12));
+        let c = load(&BASE, Shape::Local).unwrap();
+        assert_eq!(c.attempt_policy, crate::attempts::AttemptPolicy::default());
+        assert_eq!((c.attempt_key.clone(), c.client_ip_header.clone()), (None, None));
+        let key = "A".repeat(43);
+        let c = load(
+            &[BASE[0], BASE[1], ("ISSUER_ATTEMPT_KEY", key.as_str()), ("ISSUER_CLIENT_IP_HEADER", "X-Forwarded-For")],
+            Shape::Local,
+        )
+        .unwrap();
+        assert_eq!(c.attempt_key.map(|k| k.len()), Some(32));
+        assert_eq!(c.client_ip_header.unwrap().as_str(), "x-forwarded-for");
     }
 
     #[test]
@@ -411,6 +475,14 @@ mod tests {
             ("ISSUER_DEFAULT_SCOPES", "a\"b"),
             ("ISSUER_REUSE_GRACE_SECS", "3600"),
             ("ISSUER_SQLITE_SYNC", "off"),
+            ("ISSUER_LEGACY_BCRYPT_COST", "3"),
+            ("ISSUER_LEGACY_BCRYPT_COST", "32"),
+            ("ISSUER_LEGACY_BCRYPT_COST", "ten"),
+            ("ISSUER_LOGIN_MAX_PER_ACCOUNT_ADDRESS", "0"),
+            ("ISSUER_LOGIN_WINDOW_SECS", "0"),
+            ("ISSUER_ATTEMPT_KEY", "c2hvcnQ"),
+            ("ISSUER_ATTEMPT_KEY", "not base64!"),
+            ("ISSUER_CLIENT_IP_HEADER", "bad header"),
         ];
         for (var, value) in cases {
             let err = load(&with((var, value)), Shape::Local).unwrap_err();

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 400 `invalid_password`: outside the length bounds.
     #[error("invalid password")]
     InvalidPassword,
+    /// 400 `weak_password`: a new password that is too easy to guess; says why.
+    #[error("weak password: {0}")]
+    WeakPassword(&'static str),
     /// 415 `unsupported_media_type`: not `application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::InvalidEmail => "invalid_email",
             ApiError::InvalidPassword => "invalid_password",
+            ApiError::WeakPassword(_) => "weak_password",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
@@ -101,7 +105,10 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidRequest(_) | ApiError::InvalidEmail | ApiError::InvalidPassword => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRequest(_)
+            | ApiError::InvalidEmail
+            | ApiError::InvalidPassword
+            | ApiError::WeakPassword(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -121,7 +128,7 @@ impl ApiError {
 
     fn description(&self) -> &'static str {
         match self {
-            ApiError::InvalidRequest(d) => d,
+            ApiError::InvalidRequest(d) | ApiError::WeakPassword(d) => d,
             ApiError::InvalidEmail => "email must be a valid address of at most 254 characters",
             ApiError::InvalidPassword => "password must be 8 to 128 characters long",
             ApiError::UnsupportedMediaType => "Content-Type must be application/json",

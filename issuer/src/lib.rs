@@ -30,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod attempts;
 pub mod config;
 pub mod cookie;
 pub mod error;

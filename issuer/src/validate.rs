@@ -1,4 +1,8 @@
-//! Input validation: JSON bodies, email addresses, password lengths.
+//! Input validation: JSON bodies, email addresses, password lengths and
+//! strength.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use serde::Deserialize;
 
@@ -19,6 +23,28 @@ struct RawCredentials {
     password: String,
 }
 
+/// [`RawCredentials`] from a JSON object only. serde's derived struct
+/// also takes the sequence form (`["a@example.com", "pw"]`); this visitor
+/// takes a map and hands it to the derived code, which keeps refusing
+/// unknown, missing and duplicate fields.
+struct ObjectOnly(RawCredentials);
+
+impl<'de> Deserialize<'de> for ObjectOnly {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapOnly;
+        impl<'de> serde::de::Visitor<'de> for MapOnly {
+            type Value = RawCredentials;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawCredentials::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(MapOnly).map(ObjectOnly)
+    }
+}
+
 pub use crate::session::Credentials;
 
 /// Is the media type `application/json` (parameters such as `charset` allowed)?
@@ -32,22 +58,156 @@ pub fn is_json_content_type(value: Option<&str>) -> bool {
 ///
 /// # Errors
 /// [`ApiError::InvalidRequest`] for anything but a JSON object with exactly
-/// the string fields `email` and `password`; [`ApiError::InvalidEmail`];
-/// [`ApiError::InvalidPassword`].
+/// the string fields `email` and `password`, or for control characters in
+/// either; [`ApiError::InvalidEmail`]; [`ApiError::InvalidPassword`].
 pub fn credentials(body: &[u8]) -> Result<Credentials, ApiError> {
     if body.is_empty() {
         return Err(ApiError::InvalidRequest("the body must be a JSON object"));
     }
     // The error text is never echoed: serde's messages can quote the input.
-    let raw: RawCredentials = serde_json::from_slice(body).map_err(|e| match e.classify() {
+    let ObjectOnly(raw) = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => {
             ApiError::InvalidRequest("the body must be an object with string fields email and password only")
         }
         _ => ApiError::InvalidRequest("the body is not valid JSON"),
     })?;
+    // Before trimming: a trailing newline is a control character too.
+    if has_control(&raw.email) {
+        return Err(ApiError::InvalidRequest("email must not contain control characters"));
+    }
+    if has_control(&raw.password) {
+        return Err(ApiError::InvalidRequest("password must not contain control characters"));
+    }
     let email = normalize_email(&raw.email)?;
     check_password(&raw.password)?;
     Ok(Credentials { email, password: raw.password })
+}
+
+/// Any Unicode control character (general category Cc: U+0000-U+001F,
+/// U+007F-U+009F)?
+pub fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// The 30,000 most common passwords, one per line, lowercase (see
+/// `issuer/data/README.md` for the source and licence).
+static COMMON_PASSWORDS_TXT: &str = include_str!("../data/common-passwords.txt");
+
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| COMMON_PASSWORDS_TXT.lines().map(str::trim).filter(|l| !l.is_empty()).collect());
+
+/// How many passwords the shipped list holds.
+pub fn common_password_count() -> usize {
+    COMMON_PASSWORDS.len()
+}
+
+/// Why a password is too weak to accept. The text is for the client: it
+/// never contains the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Weakness {
+    /// It is on the list of common (breached) passwords.
+    Common,
+    /// It is a common password with digits or symbols added around it, or
+    /// letters swapped for look-alike digits and symbols.
+    CommonVariant,
+    /// It contains the email address or its local part.
+    ContainsEmail,
+    /// It has fewer than [`MIN_DISTINCT_CHARS`] different characters.
+    Repetitive,
+}
+
+/// Fewest different characters a password must have.
+pub const MIN_DISTINCT_CHARS: usize = 5;
+
+/// Most digits, symbols or spaces taken off each end of a password to find
+/// a common one inside.
+const MAX_PADDING: usize = 6;
+
+impl Weakness {
+    /// A sentence for the client.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Weakness::Common => "password is one of the most common passwords; choose another",
+            Weakness::CommonVariant => {
+                "password is a common password with a few characters added or swapped; choose another"
+            }
+            Weakness::ContainsEmail => "password must not contain the email address",
+            Weakness::Repetitive => "password uses too few different characters",
+        }
+    }
+}
+
+/// Look-alike substitutions undone before the list lookup (`p@ssw0rd`).
+fn unleet(s: &str, one: char) -> String {
+    s.chars()
+        .map(|c| match c {
+            '@' | '4' => 'a',
+            '0' => 'o',
+            '1' | '!' => one,
+            '3' => 'e',
+            '$' | '5' => 's',
+            '7' => 't',
+            c => c,
+        })
+        .collect()
+}
+
+/// Checks a new password's strength, offline: refused when it is on the
+/// shipped list of common passwords (also after lowercasing, after taking
+/// up to 6 digits, symbols or spaces off either end, and after undoing
+/// look-alike substitutions), contains the email address or its local part
+/// (3 characters or more), or has fewer than [`MIN_DISTINCT_CHARS`]
+/// different characters. Called at registration and at any password change;
+/// `email` is the normalised address. Costs microseconds; the list is
+/// built on first use.
+///
+/// # Errors
+/// The [`Weakness`] found first.
+pub fn password_strength(password: &str, email: &str) -> Result<(), Weakness> {
+    let lower = password.to_lowercase();
+    let list = &*COMMON_PASSWORDS;
+    if list.contains(lower.as_str()) {
+        return Err(Weakness::Common);
+    }
+    let local = email.rsplit_once('@').map_or(email, |(l, _)| l);
+    if lower.contains(email) || (local.chars().count() >= 3 && lower.contains(local)) {
+        return Err(Weakness::ContainsEmail);
+    }
+    let mut distinct: Vec<char> = lower.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_DISTINCT_CHARS {
+        return Err(Weakness::Repetitive);
+    }
+    // Every core left after taking up to MAX_PADDING digits, symbols or
+    // spaces off either end (`dragon2024!`, `anna1987` + `0`), as written
+    // and with look-alikes undone.
+    let chars: Vec<char> = lower.chars().collect();
+    let is_pad = |c: &char| c.is_ascii_digit() || c.is_ascii_punctuation() || c.is_whitespace();
+    let lead = chars.iter().take_while(|c| is_pad(c)).count().min(MAX_PADDING);
+    let trail = chars.iter().rev().take_while(|c| is_pad(c)).count().min(MAX_PADDING);
+    for i in 0..=lead {
+        for j in 0..=trail {
+            let Some(core) = chars.get(i..chars.len().saturating_sub(j)) else { continue };
+            if core.len() < 4 {
+                continue;
+            }
+            let core: String = core.iter().collect();
+            if [unleet(&core, 'i'), unleet(&core, 'l'), core].iter().any(|c| list.contains(c.as_str())) {
+                return Err(Weakness::CommonVariant);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`password_strength`] as the API error (400 `weak_password`).
+///
+/// # Errors
+/// [`ApiError::WeakPassword`] with the reason.
+pub fn check_password_strength(password: &str, email: &str) -> Result<(), ApiError> {
+    password_strength(password, email).map_err(|w| ApiError::WeakPassword(w.reason()))
 }
 
 /// Trims and lowercases an email address and checks its shape: one `@`, a
@@ -168,6 +328,87 @@ mod tests {
             let err = credentials(body).unwrap_err();
             assert_eq!(err.code(), code, "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn only_objects_are_credentials() {
+        // serde's sequence form of a struct, and other non-objects.
+        for body in [
+            &br#"["a@example.com","hunter2hunter2"]"#[..],
+            br#"  ["a@example.com","hunter2hunter2"]"#,
+            br#""a@example.com""#,
+            b"42",
+            b"null",
+        ] {
+            let err = credentials(body).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{}", String::from_utf8_lossy(body));
+        }
+        // Positive control: the same values as an object, with whitespace.
+        assert!(credentials(b" {\n \"password\": \"hunter2hunter2\", \"email\": \"a@example.com\" } ").is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_by_field_without_echo() {
+        for (email, password, field) in [
+            ("a@example.com\n", "hunter2hunter2", "email"),
+            ("\ta@example.com", "hunter2hunter2", "email"),
+            ("a@exam\u{0}ple.com", "hunter2hunter2", "email"),
+            ("a@example.com", "hunter2\u{0}hunter2", "password"),
+            ("a@example.com", "hunter2hunter2\n", "password"),
+            ("a@example.com", "hunter2\u{7f}hunter2", "password"),
+            ("a@example.com", "hunter2\u{85}hunter2", "password"),
+            ("a@example.com", "hunter2\u{9f}hunter2", "password"),
+        ] {
+            let body = serde_json::json!({"email": email, "password": password}).to_string();
+            let err = credentials(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code(), "invalid_request", "{email:?} {password:?}");
+            let text = err.to_string();
+            assert!(text.contains(field) && text.contains("control characters"), "{text}");
+            assert!(!text.contains("hunter2") && !text.contains("example"), "no echo: {text}");
+        }
+        // Positive control: other non-ASCII (not Cc) is fine, inner spaces too.
+        let body = serde_json::json!({"email": " a@example.com ", "password": "hünter2 hunter\u{a0}2 ✓"}).to_string();
+        assert!(credentials(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn common_passwords_are_weak() {
+        assert_eq!(common_password_count(), 30_000);
+        for (pw, why) in [
+            ("password", Weakness::Common),
+            ("PASSWORD", Weakness::Common),
+            ("12345678", Weakness::Common),
+            ("qwertyuiop", Weakness::Common),
+            ("iloveyou", Weakness::Common),
+            ("password123!", Weakness::CommonVariant),
+            ("!!dragon2024", Weakness::CommonVariant),
+            ("P@ssw0rd", Weakness::Common),
+            ("P@55w0rd!", Weakness::CommonVariant),
+            ("Sunshine!!", Weakness::CommonVariant),
+            ("aaaaaaaaaaaa", Weakness::Repetitive),
+            ("abababab1212", Weakness::Repetitive),
+            ("alice.smith-secret", Weakness::ContainsEmail),
+            ("my ALICE.SMITH@example.com", Weakness::ContainsEmail),
+        ] {
+            assert_eq!(password_strength(pw, "alice.smith@example.com"), Err(why), "{pw}");
+        }
+        // Positive controls: passphrases and random strings pass.
+        for ok in ["correct horse battery staple", "x7$Qm!9zLp", "hunter2hunter2 is long", "Tr0ub4dor&3-extra"] {
+            assert_eq!(password_strength(ok, "alice.smith@example.com"), Ok(()), "{ok}");
+        }
+        // A short local part is not matched (it would refuse too much).
+        assert_eq!(password_strength("al-is-my-dog-rex", "al@example.com"), Ok(()));
+    }
+
+    #[test]
+    fn weak_password_error_says_why_without_the_password() {
+        let err = check_password_strength("baseball", "a@example.com").unwrap_err();
+        assert_eq!(err.code(), "weak_password");
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        let resp = err.into_response();
+        let body = String::from_utf8_lossy(&resp.body).into_owned();
+        assert!(body.contains("common"), "{body}");
+        assert!(!body.contains("baseball"), "{body}");
     }
 
     #[test]

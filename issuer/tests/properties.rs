@@ -8,7 +8,7 @@
 use http::{HeaderMap, HeaderValue, header};
 use issuer::cookie::{REFRESH_COOKIE, clear_refresh_cookies, cookie_values, refresh_token, set_refresh_cookies};
 use issuer::tokens::looks_like_refresh_token;
-use issuer::validate::{MAX_EMAIL_LEN, check_password, credentials, normalize_email};
+use issuer::validate::{MAX_EMAIL_LEN, check_password, credentials, normalize_email, password_strength};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -201,6 +201,52 @@ proptest! {
         prop_assume!(extra != "email" && extra != "password");
         let more = json!({"email": email, "password": password, extra: true}).to_string();
         prop_assert_eq!(credentials(more.as_bytes()).unwrap_err().code(), "invalid_request");
+        // serde's sequence form of the same struct is refused too.
+        let seq = json!([email, password]).to_string();
+        prop_assert_eq!(credentials(seq.as_bytes()).unwrap_err().code(), "invalid_request");
+    }
+
+    /// A control character (Unicode Cc) anywhere in either field is refused
+    /// with a 400 naming the field, never echoing the value.
+    #[test]
+    fn control_characters_anywhere_are_refused(
+        email in valid_email(),
+        password in "[ -~]{8,40}",
+        cc in prop_oneof![0u32..0x20, 0x7fu32..0xa0].prop_map(|c| char::from_u32(c).unwrap()),
+        at in 0usize..64,
+        in_password in any::<bool>(),
+    ) {
+        let insert = |s: &str| {
+            let mut chars: Vec<char> = s.chars().collect();
+            chars.insert(at % (chars.len() + 1), cc);
+            chars.into_iter().collect::<String>()
+        };
+        let (e, p, field) =
+            if in_password { (email.clone(), insert(&password), "password") } else { (insert(&email), password.clone(), "email") };
+        let body = json!({"email": e, "password": p}).to_string();
+        let err = credentials(body.as_bytes()).unwrap_err();
+        prop_assert_eq!(err.code(), "invalid_request");
+        let text = err.to_string();
+        prop_assert!(text.contains(field) && text.contains("control"), "{}", text);
+        prop_assert!(!text.contains(&password) && !text.contains(&email));
+    }
+
+    /// The strength check takes any string without panicking, and refuses
+    /// every list entry whatever its case or added digits.
+    #[test]
+    fn strength_check_is_total_and_refuses_list_entries(
+        any_pw in "\\PC{0,130}",
+        rank in 0usize..30_000,
+        digits in "[0-9]{0,3}",
+        upper in any::<bool>(),
+    ) {
+        let _ = password_strength(&any_pw, "someone@example.com");
+        let entry = include_str!("../data/common-passwords.txt").lines().nth(rank).unwrap();
+        let mut pw = format!("{entry}{digits}");
+        if upper {
+            pw = pw.to_uppercase();
+        }
+        prop_assert!(password_strength(&pw, "someone@example.com").is_err(), "{} accepted", pw);
     }
 }
 

@@ -144,6 +144,55 @@ pub enum RotateOutcome {
     Inactive,
 }
 
+/// One attempt counter: a fixed window of `window_secs` seconds (aligned to
+/// multiples of it since the epoch) in which at most `limit` attempts may be
+/// taken. `key` is opaque to the store: the caller passes a keyed hash of
+/// what it counts (an email, an address, both), never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptCounter {
+    /// Keyed hash of what is counted (hex or base64url; no `#`).
+    pub key: String,
+    /// Attempts allowed per window (at least 1).
+    pub limit: u32,
+    /// Window length in seconds (at least 1).
+    pub window_secs: u64,
+}
+
+impl AttemptCounter {
+    /// The window `now` falls in: its number and its end.
+    pub fn window(&self, now: u64) -> (u64, u64) {
+        let len = self.window_secs.max(1);
+        let id = now / len;
+        (id, id.saturating_add(1).saturating_mul(len))
+    }
+
+    /// The stored key of this counter's window at `now`.
+    pub fn window_key(&self, now: u64) -> String {
+        format!("{}#{}", self.key, self.window(now).0)
+    }
+}
+
+/// What [`Store::take_attempt`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// Every counter was below its limit; each now counts one more.
+    Granted,
+    /// At least one counter was at its limit: nothing was counted.
+    Refused {
+        /// Seconds until the latest refusing window ends (at least 1).
+        retry_after: u64,
+        /// Indexes (into the counters passed) of the counters at their limit.
+        at_limit: u8,
+    },
+}
+
+impl AttemptOutcome {
+    /// Refused because of the counter at `index`?
+    pub fn refused_by(&self, index: usize) -> bool {
+        matches!(self, AttemptOutcome::Refused { at_limit, .. } if index < 8 && at_limit & (1 << index) != 0)
+    }
+}
+
 /// Store failures. `Unavailable` maps to 503 at the edge.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -235,6 +284,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes every family of a user; returns how many were newly revoked.
     fn revoke_user_families(&self, user_id: &str, now: u64) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Takes one attempt against every counter (at most 8), atomically: if
+    /// each is below its limit in its window at `now`, all of them count one
+    /// more; if any is at its limit, none changes and the answer says which
+    /// and until when. Of N concurrent calls on a counter with room for k,
+    /// exactly k are granted. Windows end by themselves (DynamoDB: TTL on
+    /// the counter items; SQLite: swept as it goes).
+    fn take_attempt(
+        &self,
+        counters: &[AttemptCounter],
+        now: u64,
+    ) -> impl Future<Output = Result<AttemptOutcome, StoreError>> + Send;
+
+    /// Forgets the current window of `counter` (a successful login clears
+    /// its account-and-address counter). Idempotent.
+    fn clear_attempts(&self, counter: &AttemptCounter, now: u64)
+    -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError, UserRecord, lockout_secs};
+use super::{
+    AttemptCounter, AttemptOutcome, Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError,
+    UserRecord, lockout_secs,
+};
 
 /// The SQLite file inside the data directory.
 pub const DB_FILE: &str = "issuer.sqlite3";
@@ -99,7 +102,19 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX refresh_by_family ON refresh_tokens(family_id);
     CREATE INDEX refresh_by_expiry ON refresh_tokens(expires_at);",
+    // 2: login attempt counters (keyed hashes and window numbers, never
+    // emails or addresses).
+    "CREATE TABLE attempts (
+        key        TEXT PRIMARY KEY,
+        count      INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX attempts_by_expiry ON attempts(expires_at);",
 ];
+
+/// Expired attempt windows deleted per [`Store::take_attempt`]: the table
+/// stays near the live windows without a separate sweeper.
+const ATTEMPT_SWEEP: i64 = 16;
 
 fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
@@ -495,6 +510,56 @@ impl Store for SqliteStore {
                 .execute(params![id, to_db(now)])
                 .map_err(map_err)?;
             Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        })
+        .await
+    }
+
+    async fn take_attempt(&self, counters: &[AttemptCounter], now: u64) -> Result<AttemptOutcome, StoreError> {
+        let rows: Vec<(String, u32, u64)> =
+            counters.iter().map(|c| (c.window_key(now), c.limit, c.window(now).1)).collect();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let mut at_limit = 0u8;
+            let mut retry_after = 0u64;
+            for (i, (key, limit, end)) in rows.iter().enumerate() {
+                let count: i64 = tx
+                    .query_row("SELECT count FROM attempts WHERE key = ?1", params![key], |r| r.get(0))
+                    .optional()
+                    .map_err(map_err)?
+                    .unwrap_or(0);
+                if count >= i64::from(*limit) {
+                    at_limit |= 1u8.checked_shl(u32::try_from(i).unwrap_or(8)).unwrap_or(0);
+                    retry_after = retry_after.max(end.saturating_sub(now).max(1));
+                }
+            }
+            if at_limit != 0 {
+                return Ok(AttemptOutcome::Refused { retry_after, at_limit });
+            }
+            for (key, _, end) in &rows {
+                tx.execute(
+                    "INSERT INTO attempts (key, count, expires_at) VALUES (?1, 1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET count = count + 1",
+                    params![key, to_db(*end)],
+                )
+                .map_err(map_err)?;
+            }
+            tx.execute(
+                "DELETE FROM attempts WHERE rowid IN
+                     (SELECT rowid FROM attempts WHERE expires_at <= ?1 LIMIT ?2)",
+                params![to_db(now), ATTEMPT_SWEEP],
+            )
+            .map_err(map_err)?;
+            tx.commit().map_err(map_err)?;
+            Ok(AttemptOutcome::Granted)
+        })
+        .await
+    }
+
+    async fn clear_attempts(&self, counter: &AttemptCounter, now: u64) -> Result<(), StoreError> {
+        let key = counter.window_key(now);
+        self.run(move |c| {
+            c.execute("DELETE FROM attempts WHERE key = ?1", params![key]).map_err(map_err)?;
+            Ok(())
         })
         .await
     }

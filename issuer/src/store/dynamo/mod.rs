@@ -79,7 +79,14 @@ use self::items::{
     token_from_item, token_item, user_from_item,
 };
 pub use self::schema::{EMAIL_INDEX, FAMILY_USER_INDEX};
-use super::{Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError, UserRecord, lockout_secs};
+use super::{
+    AttemptCounter, AttemptOutcome, Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError,
+    UserRecord, lockout_secs,
+};
+
+/// Login attempt counters live in the RefreshTokens table (its TTL on
+/// `expiresAt` deletes ended windows): `ATTEMPT#<keyed hash>#<window>`.
+const ATTEMPT_PREFIX: &str = "ATTEMPT#";
 
 /// Attempts of a write cancelled only by conflicts with other transactions
 /// on the same items (DynamoDB does not retry these itself).
@@ -783,6 +790,61 @@ impl Store for DynamoStore {
             Some(e) => Err(e),
             None => Ok(revoked),
         }
+    }
+
+    async fn take_attempt(&self, counters: &[AttemptCounter], now: u64) -> Result<AttemptOutcome, StoreError> {
+        if counters.is_empty() {
+            return Ok(AttemptOutcome::Granted);
+        }
+        let mut items = Vec::with_capacity(counters.len());
+        for c in counters {
+            let (_, end) = c.window(now);
+            let update = Update::builder()
+                .table_name(&self.refresh)
+                .key("pk", s(format!("{ATTEMPT_PREFIX}{}", c.window_key(now))))
+                .update_expression("ADD #n :one SET #exp = :end")
+                .condition_expression("attribute_not_exists(#n) OR #n < :limit")
+                .expression_attribute_names("#n", "attempts")
+                .expression_attribute_names("#exp", "expiresAt")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":end", n(end))
+                .expression_attribute_values(":limit", n(u64::from(c.limit)))
+                .build()
+                .map_err(build_err)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
+        match self.transact("TransactWriteItems", items).await? {
+            Tx::Committed => Ok(AttemptOutcome::Granted),
+            Tx::Cancelled(codes) => {
+                let mut at_limit = 0u8;
+                let mut retry_after = 0u64;
+                for (i, c) in counters.iter().enumerate().take(8) {
+                    if condition_failed(&codes, i) {
+                        at_limit |= 1 << i;
+                        retry_after = retry_after.max(c.window(now).1.saturating_sub(now).max(1));
+                    }
+                }
+                if at_limit == 0 {
+                    // Conflicts with other attempts to the end: nothing was
+                    // counted, so nothing may be checked either.
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB TransactWriteItems: attempt counters kept conflicting".to_owned(),
+                    ));
+                }
+                Ok(AttemptOutcome::Refused { retry_after, at_limit })
+            }
+        }
+    }
+
+    async fn clear_attempts(&self, counter: &AttemptCounter, now: u64) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.refresh)
+            .key("pk", s(format!("{ATTEMPT_PREFIX}{}", counter.window_key(now))))
+            .send()
+            .await
+            .map_err(|e| sdk_err("DeleteItem", &e))?;
+        Ok(())
     }
 }
 
