@@ -146,7 +146,7 @@ impl<S: Store> App<S> {
     /// # Errors
     /// [`InitError`] naming what failed.
     pub fn new(cfg: IssuerConfig, store: S, keys: KeyRing) -> Result<Self, InitError> {
-        let hasher = Arc::new(PasswordHasher::new(cfg.argon2, cfg.hash_concurrency, cfg.hash_queue_wait)?);
+        let hasher = Arc::new(PasswordHasher::from_config(&cfg)?);
         let jwks_json = keys.jwks_json().clone();
         let sessions = Sessions::new(SessionRules::from_config(&cfg), store, keys, hasher)?;
         let jwks_uri = cfg.jwks_uri();
@@ -318,6 +318,8 @@ impl<S: Store> App<S> {
     #[instrument(skip_all)]
     async fn register(&self, req: &Request) -> Result<Response, ApiError> {
         let creds = self.read_credentials(req)?;
+        // Weak, common and breached passwords are refused before any work.
+        validate::check_password_strength(&creds.password, &creds.email)?;
         let user_id = self.sessions.register(creds, self.now()).await?;
         Ok(json(StatusCode::CREATED, &serde_json::json!({"user_id": user_id}))?.no_store())
     }

@@ -226,6 +226,22 @@ mod endpoints {
     }
 
     #[tokio::test]
+    async fn weak_passwords_are_refused_at_registration_with_the_reason() {
+        let dir = TempDir::new("weak");
+        let s = start(&dir.0, &[]).await;
+        for weak in ["password123", "Password1!", "qwertyuiop", "aaaaaaaaaaaa", "bob@example.com!"] {
+            let r = s.register("bob@example.com", weak).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{weak}");
+            assert_eq!(r.error(), "weak_password", "{weak}");
+            assert!(!String::from_utf8_lossy(&r.body).contains(weak), "the answer echoes the password");
+        }
+        assert_eq!(s.count("SELECT count(*) FROM users"), 0, "nothing was stored");
+        // Positive control: a strong password for the same address is taken.
+        assert_eq!(s.register("bob@example.com", PASSWORD).await.status, StatusCode::CREATED);
+        s.stop().await;
+    }
+
+    #[tokio::test]
     async fn input_errors_are_4xx_json() {
         let dir = TempDir::new("input");
         let s = start(&dir.0, &[]).await;

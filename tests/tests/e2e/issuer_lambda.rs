@@ -166,7 +166,8 @@ fn refresh_cookie(a: &Answer) -> String {
 }
 
 /// One flow over one event kind: register, login, refresh, logout.
-async fn flow(rt: &RuntimeApi, verifier: &Verifier, v2: bool, keys: &[SigningKey; 3]) {
+/// Runs the flow; returns every secret the client saw (tokens, cookies).
+async fn flow(rt: &RuntimeApi, verifier: &Verifier, v2: bool, keys: &[SigningKey; 3]) -> Vec<String> {
     let email = format!("{}@example.com", unique(if v2 { "v2" } else { "v1" }));
     let creds = json!({"email": email, "password": PASSWORD}).to_string();
     let ct = [("Content-Type", "application/json")];
@@ -220,6 +221,8 @@ async fn flow(rt: &RuntimeApi, verifier: &Verifier, v2: bool, keys: &[SigningKey
     // is refused for another reason, so the 401 above is the logout's.
     let a = call(rt, event("POST", "/refresh", &[], Some(&second), None)).await;
     assert_ne!(a.status, 200, "{kind}: {a:?}");
+    let value = |cookie: &str| cookie.split_once('=').map_or(cookie, |(_, v)| v).to_owned();
+    vec![access.to_owned(), value(&first), value(&second)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,6 +262,9 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
             ("ISSUER_SIGNING_KEY_SECRET_ARN", arn.as_str()),
             ("ISSUER_COOKIE_PATH_PREFIX", "/prod"),
             ("AWS_LAMBDA_FUNCTION_NAME", "issuer"),
+            // The most verbose level: nothing secret may be logged even here.
+            ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+            ("RUST_LOG", "trace"),
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
@@ -275,8 +281,8 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
 
     let verifier = Verifier::new(&VerifierConfig::for_issuer(ISS, vec!["api".into()], None)).unwrap();
     verifier.install_jwks(ISS, &serde_json::to_vec(&jwks.body).unwrap()).unwrap();
-    flow(&rt, &verifier, false, &keys).await;
-    flow(&rt, &verifier, true, &keys).await;
+    let mut secrets = flow(&rt, &verifier, false, &keys).await;
+    secrets.extend(flow(&rt, &verifier, true, &keys).await);
 
     // Bad input through the adapter: a clear 4xx, never a function error.
     let a = call(&rt, rest("POST", "/login", &[("Content-Type", "application/json")], Some("{\"email\": 5}"))).await;
@@ -284,10 +290,18 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
     let a = call(&rt, http_api("GET", "/nope", &[], &[], None)).await;
     assert_eq!(a.status, 404, "{a:?}");
 
-    // Nothing secret in the logs: no password, no private key.
+    // Nothing secret in the logs at TRACE: no password, no token, no
+    // refresh cookie, no private key. Positive controls: trace-level lines
+    // were written, and the secrets searched for are real ones.
     let logs = p.logs().join("\n");
+    assert!(logs.to_ascii_lowercase().contains("trace"), "no trace-level output: the level did not apply");
     assert!(!logs.contains(PASSWORD), "a password reached the logs");
     assert!(!logs.contains("PRIVATE KEY"), "a private key reached the logs");
+    assert_eq!(secrets.len(), 6);
+    for secret in &secrets {
+        assert!(secret.len() >= 43, "not a token: {secret:?}");
+        assert!(!logs.contains(secret.as_str()), "a token or refresh cookie reached the logs");
+    }
     assert!(logs.contains("signing keys loaded"), "{logs}");
     probe.assert_no_trace_id_env(p.pid());
 }
