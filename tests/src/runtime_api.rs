@@ -118,6 +118,17 @@ impl RuntimeApi {
         ]
     }
 
+    /// Starts the authorizer bootstrap against this Runtime API, trusting
+    /// `issuer` with audience `api` and the keys at `jwks_url`, with the
+    /// Lambda environment and `extra` settings (later ones win).
+    pub fn start_authorizer(&self, issuer: &str, jwks_url: &str, extra: &[(&str, &str)]) -> crate::Proc {
+        let lambda = self.lambda_env();
+        let mut env: Vec<(&str, &str)> = lambda.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.extend_from_slice(&[("AUTH_ISSUER", issuer), ("AUTH_AUDIENCE", "api"), ("AUTH_JWKS_URL", jwks_url)]);
+        env.extend_from_slice(extra);
+        crate::Proc::start("authorizer", &[], &env)
+    }
+
     /// Queues an event with a fresh request id and trace id (as Lambda sends
     /// a new trace id per invocation) and waits for the function's outcome.
     pub async fn invoke(&self, event: impl Into<Bytes>) -> Outcome {

@@ -12,17 +12,9 @@ const ISS: &str = "https://issuer.test";
 const ARN: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod/GET/pets";
 
 fn start(rt: &RuntimeApi, jwks: &JwksServer, extra: &[(&str, &str)]) -> Proc {
-    let url = jwks.url();
-    let lambda = rt.lambda_env();
-    let mut env: Vec<(&str, &str)> = lambda.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.extend_from_slice(&[
-        ("AUTH_ISSUER", ISS),
-        ("AUTH_AUDIENCE", "api"),
-        ("AUTH_JWKS_URL", url.as_str()),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-    ]);
+    let mut env = vec![("AWS_LAMBDA_LOG_FORMAT", "JSON")];
     env.extend_from_slice(extra);
-    Proc::start("authorizer", &[], &env)
+    rt.start_authorizer(ISS, &jwks.url(), &env)
 }
 
 fn token_event(token: &str) -> Vec<u8> {

@@ -3,7 +3,7 @@
 //! token with `pets:read profile:read`.
 
 use e2e_tests::tokens::{claims, sign};
-use e2e_tests::{JwksServer, Proc, RuntimeApi};
+use e2e_tests::{JwksServer, RuntimeApi};
 use serde_json::{Value, json};
 use token_core::{Algorithm, SigningKey};
 
@@ -38,17 +38,7 @@ async fn an_unmapped_route_deeper_than_a_mapped_one_is_denied() {
     let k = SigningKey::generate(Algorithm::ES256, "k1").unwrap();
     let jwks = JwksServer::start(&[&k]).await;
     let rt = RuntimeApi::start().await;
-    let url = jwks.url();
-    let lambda = rt.lambda_env();
-    let mut env: Vec<(&str, &str)> = lambda.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.extend_from_slice(&[
-        ("AUTH_ISSUER", ISS),
-        ("AUTH_AUDIENCE", "api"),
-        ("AUTH_JWKS_URL", url.as_str()),
-        ("AUTH_ROUTE_SCOPES", MAP),
-        ("AUTH_UNMAPPED_ROUTES", "deny"),
-    ]);
-    let _p = Proc::start("authorizer", &[], &env);
+    let _p = rt.start_authorizer(ISS, &jwks.url(), &[("AUTH_ROUTE_SCOPES", MAP), ("AUTH_UNMAPPED_ROUTES", "deny")]);
     let bearer = format!("Bearer {}", sign(&k, &claims(ISS, "api", "user-1", "pets:read profile:read", 900)));
     let rest = |method: &str, resource: &str, path: &str| {
         json!({

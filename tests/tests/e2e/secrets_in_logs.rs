@@ -50,19 +50,16 @@ async fn the_authorizer_bootstrap_at_trace_logs_no_secret() {
     let k = SigningKey::generate(Algorithm::ES256, "k1").unwrap();
     let jwks = JwksServer::start(&[&k]).await;
     let rt = RuntimeApi::start().await;
-    let url = jwks.url();
-    let lambda = rt.lambda_env();
-    let mut env: Vec<(&str, &str)> = lambda.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.extend_from_slice(&[
-        ("AUTH_ISSUER", ISS),
-        ("AUTH_AUDIENCE", "api"),
-        ("AUTH_JWKS_URL", url.as_str()),
-        ("AUTH_ROUTE_SCOPES", "GET /pets=pets:read"),
-        ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
-        ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
-        ("RUST_LOG", "trace"),
-    ]);
-    let p = Proc::start("authorizer", &[], &env);
+    let p = rt.start_authorizer(
+        ISS,
+        &jwks.url(),
+        &[
+            ("AUTH_ROUTE_SCOPES", "GET /pets=pets:read"),
+            ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
+            ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+            ("RUST_LOG", "trace"),
+        ],
+    );
     let token = sign(&k, &claims(ISS, "api", "user-1", "pets:read", 900));
     let bearer = format!("Bearer {token}");
     let cookie = format!("__Secure-refresh_token={COOKIE}");
