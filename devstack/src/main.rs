@@ -10,6 +10,7 @@
 use std::process::ExitCode;
 
 use devstack::{DevAddrs, DevOptions};
+use token_core::config::flag_pairs;
 use token_core::serve::shutdown_signal;
 
 const USAGE: &str = "\
@@ -31,15 +32,12 @@ fn parse_args(args: &[String], data_dir_env: Option<String>) -> Result<Command, 
     if let Some(dir) = data_dir_env {
         o.data_dir = dir.into();
     }
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" || arg == "help" {
-            return Ok(Command::Help);
-        }
-        let (name, value) = match arg.split_once('=') {
-            Some((n, v)) => (n, v.to_owned()),
-            None => (arg.as_str(), it.next().cloned().ok_or(format!("{arg} needs a value"))?),
-        };
+    if args.first().is_some_and(|a| a == "help") {
+        return Ok(Command::Help);
+    }
+    let Some(pairs) = flag_pairs(args)? else { return Ok(Command::Help) };
+    for (name, value) in pairs {
+        let name = name.as_str();
         let port = |v: &str| v.parse::<u16>().map_err(|_| format!("{name}: expected a port number, got {v:?}"));
         match name {
             "--data-dir" => o.data_dir = value.into(),

@@ -171,6 +171,34 @@ impl TrustedIssuer {
     }
 }
 
+/// Command-line flags as `--name value` and `--name=value` pairs, in order;
+/// `None` when help is asked for (`-h` or `--help` where a flag name is
+/// expected). The binaries map the names to their settings.
+///
+/// # Errors
+/// A message naming a flag that has no value.
+///
+/// ```
+/// let args = ["--a", "1", "--b=2"].map(String::from);
+/// let pairs = token_core::config::flag_pairs(&args).unwrap().unwrap();
+/// assert_eq!(pairs, [("--a".to_owned(), "1".to_owned()), ("--b".to_owned(), "2".to_owned())]);
+/// ```
+pub fn flag_pairs(args: &[String]) -> Result<Option<Vec<(String, String)>>, String> {
+    let mut pairs = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(None);
+        }
+        let (name, value) = match arg.split_once('=') {
+            Some((n, v)) => (n, v.to_owned()),
+            None => (arg.as_str(), it.next().cloned().ok_or(format!("{arg} needs a value"))?),
+        };
+        pairs.push((name.to_owned(), value));
+    }
+    Ok(Some(pairs))
+}
+
 /// Where an issuer publishes its keys: `{issuer}/.well-known/jwks.json`.
 /// The one derivation, shared by the issuer (what it publishes) and the
 /// verifiers (where they look by default).

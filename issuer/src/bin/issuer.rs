@@ -19,6 +19,7 @@ use issuer::store::dynamo::DynamoStore;
 use issuer::store::sqlite::SqliteStore;
 use issuer::{App, KeyRing};
 use token_core::Settings;
+use token_core::config::flag_pairs;
 
 const USAGE: &str = "\
 usage: issuer serve [--listen ADDR] [--data-dir DIR] [--issuer-url URL] [--audience AUD[,AUD...]]
@@ -56,24 +57,6 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         flags.insert(var, value);
     }
     Ok(Command::Serve(flags))
-}
-
-/// `--name value` and `--name=value` pairs, in order; `None` when help is
-/// asked for (`-h` or `--help` where a flag name is expected).
-fn flag_pairs(rest: &[String]) -> Result<Option<Vec<(String, String)>>, String> {
-    let mut pairs = Vec::new();
-    let mut it = rest.iter();
-    while let Some(arg) = it.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(None);
-        }
-        let (name, value) = match arg.split_once('=') {
-            Some((n, v)) => (n, v.to_owned()),
-            None => (arg.as_str(), it.next().cloned().ok_or(format!("{arg} needs a value"))?),
-        };
-        pairs.push((name.to_owned(), value));
-    }
-    Ok(Some(pairs))
 }
 
 fn main() -> ExitCode {
