@@ -104,6 +104,7 @@ fn benches(c: &mut Criterion) {
                         jti: issuer::tokens::random_id().unwrap(),
                         scope: u.scope.clone(),
                         client_id: None,
+                        sid: None,
                     };
                     std::hint::black_box(app.keys().active().sign(&claims).unwrap());
                 }

@@ -317,14 +317,14 @@ impl<S: Store> Sessions<S> {
             None => self.store.rotate(&old_hash, &new, now).await?,
         };
         match outcome {
-            RotateOutcome::Rotated => self.issue(&user, new_token, new.expires_at, now),
+            RotateOutcome::Rotated => self.issue(&user, &family.family_id, new_token, new.expires_at, now),
             RotateOutcome::Inactive => Err(SessionError::InvalidRefreshToken),
             RotateOutcome::AlreadyUsed { used_at } => {
                 let grace = self.rules.reuse_grace_secs;
                 if grace > 0 && now < used_at.saturating_add(grace) {
                     if self.store.add_to_family(&new, now).await? {
                         debug!(family_id = %family.family_id, "used token presented within the grace window");
-                        return self.issue(&user, new_token, new.expires_at, now);
+                        return self.issue(&user, &family.family_id, new_token, new.expires_at, now);
                     }
                     return Err(SessionError::InvalidRefreshToken);
                 }
@@ -389,7 +389,7 @@ impl<S: Store> Sessions<S> {
         let token = new_refresh_token()?;
         let first = self.new_refresh_record(&token, &family, now);
         self.store.create_session(&family, &first).await?;
-        self.issue(user, token, first.expires_at, now)
+        self.issue(user, &family.family_id, token, first.expires_at, now)
     }
 
     /// A refresh token of `family`: its lifetime, capped by the family's.
@@ -403,10 +403,12 @@ impl<S: Store> Sessions<S> {
         }
     }
 
-    /// Signs an access token for `user` and pairs it with the refresh token.
+    /// Signs an access token for `user` in session `sid` (the refresh-token
+    /// family) and pairs it with the refresh token.
     fn issue(
         &self,
         user: &UserRecord,
+        sid: &str,
         refresh_token: String,
         refresh_expires_at: u64,
         now: u64,
@@ -421,6 +423,7 @@ impl<S: Store> Sessions<S> {
             jti: random_id()?,
             scope: user.scope.clone(),
             client_id: Some(self.rules.client_id.clone()),
+            sid: Some(sid.to_owned()),
         };
         let access_token = self.keys.active().sign(&claims).map_err(|e| SessionError::Keys(e.to_string()))?;
         Ok(Issued {

@@ -224,6 +224,7 @@ mod endpoints {
         assert_eq!(s.count("SELECT count(*) FROM users"), 1);
         s.stop().await;
     }
+    sid: None,
 
     #[tokio::test]
     async fn weak_passwords_are_refused_at_registration_with_the_reason() {
@@ -763,6 +764,7 @@ mod logout {
                 jti: "j".into(),
                 scope: String::new(),
                 client_id: None,
+                sid: None,
             })
             .unwrap();
         let auth = format!("Bearer {forged}");

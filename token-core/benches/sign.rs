@@ -19,6 +19,7 @@ fn bench(c: &mut Criterion) {
         jti: "0b7c5e0e5d8a4f4c9a516a3e2f1d9c11".into(),
         scope: "openid pets:read pets:write".into(),
         client_id: Some("first-party".into()),
+        sid: None,
     };
     let mut group = c.benchmark_group("sign");
     group.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));

@@ -29,6 +29,7 @@
 //!         jti: "t-1".into(),
 //!         scope: "pets:read".into(),
 //!         client_id: None,
+//!         sid: None,
 //!     })
 //!     .unwrap();
 //! assert_eq!(token.split('.').count(), 3);
@@ -43,6 +44,7 @@ mod error;
 mod jose;
 pub mod keys;
 pub mod metrics;
+pub mod revocation;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod sign;

@@ -85,6 +85,10 @@ pub struct AccessClaims {
     /// The OAuth client the token was issued to.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub client_id: Option<String>,
+    /// The session (refresh-token family) the token belongs to, so that one
+    /// session can be revoked (see [`crate::revocation`]).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sid: Option<String>,
 }
 
 /// Failure to create, load or use a signing key.
@@ -331,6 +335,7 @@ mod tests {
             jti: "j".into(),
             scope: "a b".into(),
             client_id: Some("c".into()),
+            sid: None,
         };
         for alg in Algorithm::ALL {
             let key = SigningKey::generate(alg, "k").unwrap();

@@ -35,6 +35,7 @@ static RS_TOKEN: LazyLock<String> = LazyLock::new(|| {
         jti: "j".into(),
         scope: "read".into(),
         client_id: None,
+        sid: None,
     };
     keys().rs.sign(&claims).unwrap_or_default()
 });
