@@ -225,6 +225,7 @@ fn benches(c: &mut Criterion) {
             jti: "jti".into(),
             scope: "openid".into(),
             client_id: None,
+            sid: None,
         };
         g.bench_function(format!("sign_{alg}"), |b| b.iter(|| key.sign(&claims).unwrap()));
     }

@@ -224,7 +224,6 @@ mod endpoints {
         assert_eq!(s.count("SELECT count(*) FROM users"), 1);
         s.stop().await;
     }
-    sid: None,
 
     #[tokio::test]
     async fn weak_passwords_are_refused_at_registration_with_the_reason() {
