@@ -49,6 +49,20 @@ impl ClientAddr {
         s.trim().parse::<IpAddr>().ok().map(Self::new)
     }
 
+    /// The client of a local server: the socket peer, or, only when a
+    /// trusted proxy header is configured (`ISSUER_CLIENT_IP_HEADER`), the
+    /// address that proxy appended: the last entry of the header (a client
+    /// can put anything before it). Without the header, or with garbage in
+    /// it, the peer (the proxy itself) is the client.
+    pub fn from_peer(peer: IpAddr, headers: &http::HeaderMap, trusted_header: Option<&http::HeaderName>) -> Self {
+        trusted_header
+            .and_then(|name| headers.get_all(name).iter().next_back())
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(Self::parse)
+            .unwrap_or_else(|| Self::new(peer))
+    }
+
     /// The address.
     pub fn ip(&self) -> IpAddr {
         self.0
@@ -199,5 +213,23 @@ mod tests {
         assert_eq!(addr("::ffff:192.0.2.1"), addr("192.0.2.1"));
         assert!(ClientAddr::parse("not an address").is_none());
         assert!(ClientAddr::parse("").is_none());
+    }
+
+    #[test]
+    fn the_proxy_header_counts_only_where_trusted_and_only_its_last_entry() {
+        let peer: IpAddr = "10.0.0.9".parse().unwrap();
+        let name = http::HeaderName::from_static("x-forwarded-for");
+        let mut h = http::HeaderMap::new();
+        h.append(&name, "203.0.113.7, 198.51.100.1".parse().unwrap());
+        // Not configured: a header any client can send is ignored.
+        assert_eq!(ClientAddr::from_peer(peer, &h, None), addr("10.0.0.9"));
+        assert_eq!(ClientAddr::from_peer(peer, &h, Some(&name)), addr("198.51.100.1"));
+        // Several header lines: the last one is the proxy's.
+        h.append(&name, "192.0.2.44".parse().unwrap());
+        assert_eq!(ClientAddr::from_peer(peer, &h, Some(&name)), addr("192.0.2.44"));
+        let mut bad = http::HeaderMap::new();
+        bad.insert(&name, "unknown".parse().unwrap());
+        assert_eq!(ClientAddr::from_peer(peer, &bad, Some(&name)), addr("10.0.0.9"));
+        assert_eq!(ClientAddr::from_peer(peer, &http::HeaderMap::new(), Some(&name)), addr("10.0.0.9"));
     }
 }

@@ -4,11 +4,26 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, RequestExt as _};
 
 use crate::app::{App, MAX_BODY_BYTES, Request};
+use crate::attempts::ClientAddr;
 use crate::error::ApiError;
 use crate::store::Store;
+
+/// The client's address as API Gateway saw it: `requestContext.identity.sourceIp`
+/// (REST API) or `requestContext.http.sourceIp` (HTTP API). Never a header:
+/// any client can send `X-Forwarded-For`.
+fn client_addr(event: &lambda_http::Request) -> Option<ClientAddr> {
+    let ip = match event.request_context_ref()? {
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.as_deref(),
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.as_deref(),
+        // Other event sources are not configured for this function.
+        _ => None,
+    };
+    ip.and_then(ClientAddr::parse)
+}
 
 /// Translates one event, handles it, and translates the answer.
 pub async fn handle_event<S: Store>(app: &App<S>, event: lambda_http::Request) -> lambda_http::Response<Body> {
@@ -18,7 +33,9 @@ pub async fn handle_event<S: Store>(app: &App<S>, event: lambda_http::Request) -
         "" => event.uri().path().to_owned(),
         raw => raw.to_owned(),
     };
+    let client = client_addr(&event);
     let (parts, body) = event.into_parts();
+    let query = parts.uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
     let body = match body {
         Body::Empty => Bytes::new(),
         Body::Text(s) => Bytes::from(s),
@@ -28,7 +45,7 @@ pub async fn handle_event<S: Store>(app: &App<S>, event: lambda_http::Request) -
     let resp = if body.len() > MAX_BODY_BYTES {
         app.error_response(ApiError::PayloadTooLarge, &parts.headers)
     } else {
-        app.handle(Request { method: parts.method, path, headers: parts.headers, body }).await
+        app.handle(Request { method: parts.method, path, query, client, headers: parts.headers, body }).await
     };
     let body = if resp.body.is_empty() {
         Body::Empty

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tracing::debug;
 
 use crate::app::{App, InitError};
+use crate::attempts::ClientAddr;
 use crate::config::IssuerConfig;
 use crate::error::ApiError;
 use crate::keys::KeyRing;
@@ -147,7 +148,16 @@ async fn handle<S: Store>(
     };
     let resp = match body {
         Ok(body) => {
-            let req = Request { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers, body };
+            let client = Some(ClientAddr::from_peer(peer.ip(), &parts.headers, app.config().client_ip_header.as_ref()));
+            let query = parts.uri.query().filter(|q| !q.is_empty()).map(str::to_owned);
+            let req = Request {
+                method: parts.method,
+                path: parts.uri.path().to_owned(),
+                query,
+                client,
+                headers: parts.headers,
+                body,
+            };
             app.handle(req).await
         }
         Err(e) => {

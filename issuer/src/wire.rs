@@ -5,6 +5,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
 
+use crate::attempts::ClientAddr;
+
 /// Largest request body accepted (16 KiB).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -15,6 +17,12 @@ pub struct Request {
     pub method: Method,
     /// The path, without query string.
     pub path: String,
+    /// The query string, without `?` (`None` when absent).
+    pub query: Option<String>,
+    /// The client's address as the adapter determined it (API Gateway's
+    /// request context, the socket peer or a trusted proxy header); `None`
+    /// when unknown (all unknown clients then share one address counter).
+    pub client: Option<ClientAddr>,
     /// The headers.
     pub headers: HeaderMap,
     /// The whole body (adapters bound it to [`MAX_BODY_BYTES`]).
@@ -24,7 +32,7 @@ pub struct Request {
 impl Request {
     /// A request with no headers and no body.
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Request { method, path: path.into(), headers: HeaderMap::new(), body: Bytes::new() }
+        Request { method, path: path.into(), query: None, client: None, headers: HeaderMap::new(), body: Bytes::new() }
     }
 }
 
