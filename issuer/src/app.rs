@@ -13,6 +13,7 @@ use serde::Serialize;
 use token_core::{Credentials, parse_authorization};
 use tracing::{debug, instrument};
 
+use crate::attempts::ClientAddr;
 use crate::config::IssuerConfig;
 use crate::cookie::{self, check_csrf, check_origin_if_present, origin_allowed};
 use crate::error::ApiError;
@@ -148,7 +149,10 @@ impl<S: Store> App<S> {
     pub fn new(cfg: IssuerConfig, store: S, keys: KeyRing) -> Result<Self, InitError> {
         let hasher = Arc::new(PasswordHasher::from_config(&cfg)?);
         let jwks_json = keys.jwks_json().clone();
-        let sessions = Sessions::new(SessionRules::from_config(&cfg), store, keys, hasher)?;
+        let mut sessions = Sessions::new(SessionRules::from_config(&cfg), store, keys, hasher)?;
+        if let Some(secret) = &cfg.attempt_key {
+            sessions = sessions.with_attempt_key(secret);
+        }
         let jwks_uri = cfg.jwks_uri();
         let oidc = OpenIdConfiguration { issuer: &cfg.issuer_url, jwks_uri: &jwks_uri };
         let oidc_json = Bytes::from(serde_json::to_vec(&oidc).map_err(|e| InitError::Setup(e.to_string()))?);
@@ -327,7 +331,10 @@ impl<S: Store> App<S> {
     #[instrument(skip_all)]
     async fn login(&self, req: &Request) -> Result<Response, ApiError> {
         let creds = self.read_credentials(req)?;
-        let issued = self.sessions.login(creds, self.now()).await?;
+        // An adapter that cannot tell the client (none in this crate does
+        // that) puts every such request behind one address counter.
+        let client = req.client.unwrap_or(ClientAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into()));
+        let issued = self.sessions.login(creds, client, self.now()).await?;
         self.token_response(&issued)
     }
 

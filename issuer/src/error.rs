@@ -136,7 +136,7 @@ impl ApiError {
             ApiError::RequestTimeout => "the request body did not arrive in time",
             ApiError::EmailTaken => "this email address is already registered",
             ApiError::InvalidCredentials => "the email address or password is incorrect",
-            ApiError::AccountLocked { .. } => "too many failed logins; try again after Retry-After seconds",
+            ApiError::AccountLocked { .. } => "too many login attempts; try again after Retry-After seconds",
             ApiError::InvalidToken => "the refresh token is missing, invalid, expired or revoked",
             ApiError::BearerRequired => "a bearer access token is required",
             ApiError::BearerInvalid => "the access token is invalid or expired",
@@ -223,7 +223,7 @@ impl From<SessionError> for ApiError {
         match e {
             SessionError::EmailTaken => ApiError::EmailTaken,
             SessionError::InvalidCredentials => ApiError::InvalidCredentials,
-            SessionError::AccountLocked { retry_after } => ApiError::AccountLocked { retry_after },
+            SessionError::TooManyAttempts { retry_after } => ApiError::AccountLocked { retry_after },
             SessionError::InvalidRefreshToken => ApiError::InvalidToken,
             SessionError::InvalidAccessToken => ApiError::BearerInvalid,
             SessionError::Store(e) => e.into(),

@@ -9,14 +9,15 @@
 //! responses, in one place ([`crate::error`]).
 //!
 //! The rules:
-//! - **Login.** An account locked at `now` is refused before its password is
-//!   checked. Unknown emails are checked against a dummy hash, so they cost
-//!   the same hashing work as known ones. A wrong password counts a failure;
-//!   [`crate::store::LOCK_AFTER`] failures lock the account for 1 s, doubling
-//!   per further failure up to [`crate::store::MAX_LOCK_SECS`]. A right
-//!   password resets the count, atomically refused if the account got
-//!   locked meanwhile. A hash that is bcrypt or weaker than the configured
-//!   argon2id parameters is replaced on success.
+//! - **Login.** Every attempt first takes an attempt from three counters
+//!   ([`crate::attempts`]: this account from this client address, this
+//!   address across accounts, this account across addresses), atomically
+//!   and before any hashing, whether the account exists or not. A refused
+//!   attempt is answered without hashing, the same for any password. Unknown
+//!   emails are checked against a dummy hash, so they cost the same hashing
+//!   work as known ones. A right password clears this client's
+//!   account-and-address counter. A hash that is bcrypt or weaker than the
+//!   configured argon2id parameters is replaced on success.
 //! - **Sessions.** A login starts a token family with an absolute lifetime
 //!   (`session_max_secs`) and its first refresh token. Only the SHA-256 of a
 //!   refresh token is stored.
@@ -33,12 +34,11 @@ use std::time::Duration;
 use token_core::{AccessClaims, Audience, Verifier, VerifierConfig};
 use tracing::{debug, info, warn};
 
+use crate::attempts::{ACCOUNT_ADDRESS, ADDRESS, AttemptKeys, AttemptPolicy, ClientAddr};
 use crate::config::IssuerConfig;
 use crate::keys::KeyRing;
 use crate::password::{HashError, PasswordHasher, Verification};
-use crate::store::{
-    Family, LOCK_AFTER, MAX_LOCK_SECS, NewRefresh, NewUser, RotateOutcome, Store, StoreError, UserRecord,
-};
+use crate::store::{AttemptOutcome, Family, NewRefresh, NewUser, RotateOutcome, Store, StoreError, UserRecord};
 use crate::tokens::{RandomError, hash_refresh_token, new_refresh_token, random_id};
 
 /// Credentials, validated by the HTTP layer ([`crate::validate`]): the
@@ -77,6 +77,8 @@ pub struct SessionRules {
     /// Seconds after a rotation during which the used token may be
     /// presented again (0: never).
     pub reuse_grace_secs: u64,
+    /// The login attempt limits.
+    pub attempt_policy: AttemptPolicy,
 }
 
 impl SessionRules {
@@ -94,6 +96,7 @@ impl SessionRules {
             refresh_ttl_secs: cfg.refresh_ttl_secs,
             session_max_secs: cfg.session_max_secs,
             reuse_grace_secs: cfg.reuse_grace_secs,
+            attempt_policy: cfg.attempt_policy,
         }
     }
 }
@@ -135,9 +138,10 @@ pub enum SessionError {
     /// Unknown email or wrong password, alike.
     #[error("invalid credentials")]
     InvalidCredentials,
-    /// Too many failed logins: try again after `retry_after` seconds.
-    #[error("account locked")]
-    AccountLocked {
+    /// Too many login attempts from this client on this account, from this
+    /// client, or on this account: try again after `retry_after` seconds.
+    #[error("too many login attempts")]
+    TooManyAttempts {
         /// Seconds until the lock ends (at least 1).
         retry_after: u64,
     },
@@ -173,6 +177,8 @@ pub struct Sessions<S: Store> {
     store: S,
     keys: KeyRing,
     hasher: Arc<PasswordHasher>,
+    /// Keys the login attempt counters.
+    attempt_keys: AttemptKeys,
     /// Verifies the issuer's own access tokens (logout-all): the key ring is
     /// installed directly, so no HTTP and no stale keys.
     verifier: Arc<Verifier>,
@@ -204,7 +210,19 @@ impl<S: Store> Sessions<S> {
         vcfg.token_cache_bytes = 1024 * 1024;
         let verifier = Verifier::new(&vcfg).map_err(|e| SessionError::Keys(e.to_string()))?;
         verifier.install_jwks(&rules.issuer, keys.jwks_json()).map_err(|e| SessionError::Keys(e.to_string()))?;
-        Ok(Sessions { rules, store, keys, hasher, verifier })
+        // Derived from the active signing key unless a key of its own is
+        // configured (`with_attempt_key`): a rotation of the active key
+        // starts fresh counter windows once.
+        let attempt_keys = AttemptKeys::derive(keys.active().to_pkcs8_pem().as_bytes());
+        Ok(Sessions { rules, store, keys, hasher, attempt_keys, verifier })
+    }
+
+    /// Keys the login attempt counters with `secret` (`ISSUER_ATTEMPT_KEY`)
+    /// instead of a key derived from the signing keys.
+    #[must_use]
+    pub fn with_attempt_key(mut self, secret: &[u8]) -> Self {
+        self.attempt_keys = AttemptKeys::new(secret);
+        self
     }
 
     /// The rules.
@@ -248,51 +266,61 @@ impl<S: Store> Sessions<S> {
         Ok(user.user_id)
     }
 
-    /// Checks the credentials and starts a session.
+    /// Checks the credentials from client address `addr` and starts a
+    /// session.
+    ///
+    /// Every attempt first takes an attempt from its three counters
+    /// ([`crate::attempts`]), atomically, whether the account exists or not;
+    /// only an attempt that got through is hashed. So a burst of any size
+    /// checks at most the counters' room in passwords, a refused attempt
+    /// answers the same whatever the password, and every path up to the
+    /// verdict does the same store operations and the same hash work.
     ///
     /// # Errors
     /// [`SessionError::InvalidCredentials`] (unknown email or wrong password),
-    /// [`SessionError::AccountLocked`], or a store, hashing or signing failure.
-    pub async fn login(&self, creds: Credentials, now: u64) -> Result<Issued, SessionError> {
-        let user = self.store.find_user_by_email(&creds.email).await?;
-        if let Some(u) = &user
-            && u.locked_until > now
-        {
-            info!(target: "audit", event = "login_refused_locked", user_id = %u.user_id, "login refused: locked");
-            return Err(SessionError::AccountLocked { retry_after: u.locked_until - now });
+    /// [`SessionError::TooManyAttempts`], or a store, hashing or signing failure.
+    pub async fn login(&self, creds: Credentials, addr: ClientAddr, now: u64) -> Result<Issued, SessionError> {
+        let counters = self.attempt_keys.counters(&self.rules.attempt_policy, &creds.email, &addr);
+        let outcome = self.store.take_attempt(&counters, now).await?;
+        if let AttemptOutcome::Refused { retry_after, .. } = outcome {
+            // Which limit: the Lockouts and RefusedLogins alarms count these.
+            let limit = if outcome.refused_by(ACCOUNT_ADDRESS) {
+                "account_address"
+            } else if outcome.refused_by(ADDRESS) {
+                "address"
+            } else {
+                "account"
+            };
+            info!(target: "audit", event = "login_refused", limit, retry_after, "login refused: too many attempts");
+            return Err(SessionError::TooManyAttempts { retry_after });
         }
+        let user = self.store.find_user_by_email(&creds.email).await?;
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let verdict = self.hasher.verify(creds.password, stored).await?;
-        let Some(user) = user else {
-            info!(target: "audit", event = "login_failed", reason = "unknown_user", "login failed");
-            return Err(SessionError::InvalidCredentials);
-        };
-        match verdict {
-            Verification::Mismatch => {
-                let after = self.store.record_login_failure(&user.user_id, now, LOCK_AFTER, MAX_LOCK_SECS).await?;
-                info!(
-                    target: "audit",
-                    event = "login_failed",
-                    reason = "bad_password",
-                    user_id = %user.user_id,
-                    failed_logins = after.failed_logins,
-                    locked_until = after.locked_until,
-                    "login failed"
-                );
-                Err(SessionError::InvalidCredentials)
-            }
-            Verification::Match { rehash } => {
-                let upgraded = rehash.is_some();
-                if !self.store.record_login_success(&user.user_id, now, rehash.as_deref()).await? {
-                    // Locked by a concurrent failure since it was read.
-                    let locked_until = self.store.get_user(&user.user_id).await?.map_or(now + 1, |u| u.locked_until);
-                    return Err(SessionError::AccountLocked { retry_after: locked_until.saturating_sub(now).max(1) });
+        let user = match (user, verdict) {
+            (Some(user), Verification::Match { rehash }) => {
+                // The account-and-address lock of this client opens again;
+                // the other two counters keep counting.
+                self.store.clear_attempts(&counters[ACCOUNT_ADDRESS], now).await?;
+                if let Some(hash) = rehash.as_deref() {
+                    // Best effort: a failed upgrade is retried next login.
+                    if !self.store.record_login_success(&user.user_id, now, Some(hash)).await? {
+                        debug!(user_id = %user.user_id, "password hash upgrade skipped");
+                    }
                 }
                 let issued = self.start_session(&user, now).await?;
-                info!(target: "audit", event = "login_succeeded", user_id = %user.user_id, rehashed = upgraded, "login succeeded");
-                Ok(issued)
+                info!(target: "audit", event = "login_succeeded", user_id = %user.user_id, rehashed = rehash.is_some(), "login succeeded");
+                return Ok(issued);
             }
+            (user, _) => user,
+        };
+        match user {
+            Some(u) => {
+                info!(target: "audit", event = "login_failed", reason = "bad_password", user_id = %u.user_id, "login failed")
+            }
+            None => info!(target: "audit", event = "login_failed", reason = "unknown_user", "login failed"),
         }
+        Err(SessionError::InvalidCredentials)
     }
 
     /// Rotates a refresh token: the presented one is used up, a successor in

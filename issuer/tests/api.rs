@@ -163,6 +163,22 @@ impl Server {
         self.post_json("/login", &serde_json::json!({"email": email, "password": password}).to_string()).await
     }
 
+    /// A login from another loopback address (the socket peer the issuer
+    /// sees).
+    async fn login_from(&self, local: [u8; 4], email: &str, password: &str) -> Resp {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(std::net::Ipv4Addr::from(local).into()));
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let body = serde_json::json!({"email": email, "password": password}).to_string();
+        let req = http::Request::post(format!("{}/login", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        Resp { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    }
+
     async fn refresh(&self, token: &str) -> Resp {
         let cookie = format!("{COOKIE}={token}");
         self.send(Method::POST, "/refresh", &[("cookie", &cookie), ("x-requested-with", "test")], "").await
@@ -511,29 +527,81 @@ mod login {
     }
 
     #[tokio::test]
-    async fn lockout_doubles_and_resets_on_success() {
+    async fn a_refused_client_gets_one_answer_for_any_password_and_other_clients_get_in() {
         let dir = TempDir::new("lockout");
         let s = start(&dir.0, &[]).await;
         s.register("dave@example.com", PASSWORD).await;
         for _ in 0..5 {
             assert_eq!(s.login("dave@example.com", "bad password").await.status, StatusCode::UNAUTHORIZED);
         }
-        // Locked for 2^0 = 1 s: even the right password is refused, unchecked.
-        let r = s.login("dave@example.com", PASSWORD).await;
-        assert_eq!((r.status, r.error().as_str()), (StatusCode::TOO_MANY_REQUESTS, "account_locked"));
-        assert_eq!(r.header("retry-after"), Some("1"));
-        let failed: i64 = s.count("SELECT failed_logins FROM users");
-        assert_eq!(failed, 5, "refused attempts are not counted");
-        s.advance(1);
-        // A sixth failure: 2 s.
-        assert_eq!(s.login("dave@example.com", "bad password").await.status, StatusCode::UNAUTHORIZED);
-        let r = s.login("dave@example.com", "bad password").await;
-        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(r.header("retry-after"), Some("2"));
-        s.advance(2);
+        // This client (127.0.0.1) is refused on this account: the right and
+        // a wrong password get the same bytes, and neither is checked.
+        let hashes = s.app.hasher().stats();
+        let wrong = s.login("dave@example.com", "bad password").await;
+        let right = s.login("dave@example.com", PASSWORD).await;
+        assert_eq!((right.status, right.error().as_str()), (StatusCode::TOO_MANY_REQUESTS, "account_locked"));
+        let retry: u64 = right.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=900).contains(&retry), "{retry}");
+        let without_date = |h: &HeaderMap| {
+            let mut h = h.clone();
+            h.remove(http::header::DATE);
+            h
+        };
+        assert_eq!(
+            (wrong.status, without_date(&wrong.headers), &wrong.body),
+            (right.status, without_date(&right.headers), &right.body),
+            "byte-identical answers"
+        );
+        assert_eq!(s.app.hasher().stats(), hashes, "refused attempts are not hashed");
+        // Another client address (the socket peer: 127.0.0.2) gets in.
+        let other = s.login_from([127, 0, 0, 2], "dave@example.com", PASSWORD).await;
+        assert_eq!(other.status, StatusCode::OK, "{:?}", other.body);
+        // The counters end with their window.
+        s.advance(retry);
         assert_eq!(s.login("dave@example.com", PASSWORD).await.status, StatusCode::OK);
-        assert_eq!(s.count("SELECT failed_logins FROM users"), 0, "reset on success");
-        assert_eq!(s.count("SELECT locked_until FROM users"), 0);
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_trusted_proxy_header_names_the_client_only_where_configured() {
+        let dir = TempDir::new("proxy-header");
+        let s = start(&dir.0, &[("ISSUER_CLIENT_IP_HEADER", "x-forwarded-for")]).await;
+        s.register("erin@example.com", PASSWORD).await;
+        let login_via = |ip: &'static str, pw: &'static str| {
+            let body = serde_json::json!({"email": "erin@example.com", "password": pw}).to_string();
+            let s = &s;
+            async move {
+                s.send(
+                    Method::POST,
+                    "/login",
+                    &[("content-type", "application/json"), ("x-forwarded-for", &format!("10.9.9.9, {ip}"))],
+                    &body,
+                )
+                .await
+                .status
+            }
+        };
+        for _ in 0..5 {
+            assert_eq!(login_via("192.0.2.66", "bad password").await, StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(login_via("192.0.2.66", PASSWORD).await, StatusCode::TOO_MANY_REQUESTS);
+        // The proxy's last entry is the client: another one gets in.
+        assert_eq!(login_via("198.51.100.7", PASSWORD).await, StatusCode::OK);
+        s.stop().await;
+
+        // Not configured: the header is the client's to forge and counts
+        // for nothing; the socket peer is the client.
+        let dir = TempDir::new("no-proxy-header");
+        let s = start(&dir.0, &[]).await;
+        s.register("erin@example.com", PASSWORD).await;
+        for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5"] {
+            let body = serde_json::json!({"email": "erin@example.com", "password": "bad password"}).to_string();
+            let h = [("content-type", "application/json"), ("x-forwarded-for", ip)];
+            assert_eq!(s.send(Method::POST, "/login", &h, &body).await.status, StatusCode::UNAUTHORIZED);
+        }
+        let h = [("content-type", "application/json"), ("x-forwarded-for", "198.51.100.7")];
+        let body = serde_json::json!({"email": "erin@example.com", "password": PASSWORD}).to_string();
+        assert_eq!(s.send(Method::POST, "/login", &h, &body).await.status, StatusCode::TOO_MANY_REQUESTS);
         s.stop().await;
     }
 
@@ -848,7 +916,18 @@ mod limits {
     #[tokio::test]
     async fn saturated_hashing_is_503_not_a_queue() {
         let dir = TempDir::new("saturated");
-        let s = Arc::new(start(&dir.0, &[("ISSUER_HASH_CONCURRENCY", "1"), ("ISSUER_HASH_QUEUE_MS", "0")]).await);
+        // Attempt limits out of the way: this is about the hashing slots.
+        let s = Arc::new(
+            start(
+                &dir.0,
+                &[
+                    ("ISSUER_HASH_CONCURRENCY", "1"),
+                    ("ISSUER_HASH_QUEUE_MS", "0"),
+                    ("ISSUER_LOGIN_MAX_PER_ACCOUNT_ADDRESS", "100"),
+                ],
+            )
+            .await,
+        );
         s.register("sal@example.com", PASSWORD).await;
         let mut tasks = Vec::new();
         for _ in 0..8 {

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use issuer::attempts::{AttemptPolicy, ClientAddr};
 use issuer::config::Argon2Cost;
 use issuer::keys::KeyRing;
 use issuer::password::PasswordHasher;
 use issuer::session::{Credentials, SessionError, SessionRules, Sessions};
 use issuer::store::sqlite::{SqliteOptions, SqliteStore};
-use issuer::store::{LOCK_AFTER, MAX_LOCK_SECS, Store};
 use token_core::{Algorithm, Audience, Verifier, VerifierConfig};
 
 const ISS: &str = "https://issuer.test";
@@ -47,6 +47,7 @@ fn rules(reuse_grace_secs: u64) -> SessionRules {
         refresh_ttl_secs: 30 * 86_400,
         session_max_secs: 90 * 86_400,
         reuse_grace_secs,
+        attempt_policy: AttemptPolicy::default(),
     }
 }
 
@@ -72,6 +73,12 @@ fn fixture(tag: &str, reuse_grace_secs: u64) -> Fixture {
     Fixture { sessions, verifier, _dir: dir }
 }
 
+/// The client address of every login here (the attempt limits have tests
+/// of their own in `login_attempts.rs`).
+fn here() -> ClientAddr {
+    ClientAddr::parse("192.0.2.1").unwrap()
+}
+
 fn creds(email: &str, password: &str) -> Credentials {
     Credentials { email: email.into(), password: password.into() }
 }
@@ -82,7 +89,7 @@ const PW: &str = "correct horse battery";
 async fn login_issues_a_verifiable_access_token_and_a_refresh_token() {
     let f = fixture("login", 0);
     let user_id = f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
-    let issued = f.sessions.login(creds("ada@example.com", PW), T0 + 5).await.unwrap();
+    let issued = f.sessions.login(creds("ada@example.com", PW), here(), T0 + 5).await.unwrap();
     assert_eq!(issued.user_id, user_id);
     assert_eq!(issued.expires_in, 900);
     assert_eq!(issued.refresh_expires_in, 30 * 86_400);
@@ -108,43 +115,19 @@ async fn a_taken_email_is_refused() {
 async fn unknown_email_and_wrong_password_are_the_same_refusal_and_the_same_hashing() {
     let f = fixture("refusals", 0);
     f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
-    let unknown = f.sessions.login(creds("nobody@example.com", PW), T0).await.unwrap_err();
-    let wrong = f.sessions.login(creds("ada@example.com", "not the password"), T0).await.unwrap_err();
+    let unknown = f.sessions.login(creds("nobody@example.com", PW), here(), T0).await.unwrap_err();
+    let wrong = f.sessions.login(creds("ada@example.com", "not the password"), here(), T0).await.unwrap_err();
     assert!(matches!(unknown, SessionError::InvalidCredentials), "{unknown:?}");
     assert!(matches!(wrong, SessionError::InvalidCredentials), "{wrong:?}");
-    // Only a wrong password of an existing account counts a failure.
-    let user = f.sessions.store().find_user_by_email("ada@example.com").await.unwrap().unwrap();
-    assert_eq!(user.failed_logins, 1);
-}
-
-#[tokio::test]
-async fn failures_lock_the_account_doubling_from_one_second_and_the_lock_ends() {
-    let f = fixture("lockout", 0);
-    f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
-    for _ in 0..LOCK_AFTER {
-        let e = f.sessions.login(creds("ada@example.com", "wrong password"), T0).await.unwrap_err();
-        assert!(matches!(e, SessionError::InvalidCredentials), "{e:?}");
-    }
-    // Locked for 1 s: even the right password is refused, without a check.
-    let e = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap_err();
-    assert!(matches!(e, SessionError::AccountLocked { retry_after: 1 }), "{e:?}");
-    // After the lock: one more failure doubles it.
-    let e = f.sessions.login(creds("ada@example.com", "wrong password"), T0 + 1).await.unwrap_err();
-    assert!(matches!(e, SessionError::InvalidCredentials), "{e:?}");
-    let e = f.sessions.login(creds("ada@example.com", PW), T0 + 1).await.unwrap_err();
-    assert!(matches!(e, SessionError::AccountLocked { retry_after: 2 }), "{e:?}");
-    // When it ends, the right password works and resets the count.
-    f.sessions.login(creds("ada@example.com", PW), T0 + 3).await.unwrap();
-    let user = f.sessions.store().find_user_by_email("ada@example.com").await.unwrap().unwrap();
-    assert_eq!(user.failed_logins, 0);
-    const { assert!(MAX_LOCK_SECS >= 2) };
+    // Both hashed once (the dummy hash for the unknown email).
+    assert_eq!(f.sessions.hasher().stats().argon2, 1 + 2, "register, then one check per login");
 }
 
 #[tokio::test]
 async fn refresh_rotates_and_the_used_token_is_reuse_that_revokes_the_family() {
     let f = fixture("rotate", 0);
     f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
-    let first = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap();
+    let first = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
     let second = f.sessions.refresh(&first.refresh_token, T0 + 60).await.unwrap();
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_eq!(second.refresh_expires_in, 30 * 86_400);
@@ -160,7 +143,7 @@ async fn refresh_rotates_and_the_used_token_is_reuse_that_revokes_the_family() {
 async fn within_the_grace_window_a_used_token_gets_a_sibling_not_a_revocation() {
     let f = fixture("grace", 10);
     f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
-    let first = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap();
+    let first = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
     let second = f.sessions.refresh(&first.refresh_token, T0 + 1).await.unwrap();
     let sibling = f.sessions.refresh(&first.refresh_token, T0 + 5).await.unwrap();
     assert_ne!(sibling.refresh_token, second.refresh_token);
@@ -176,12 +159,12 @@ async fn within_the_grace_window_a_used_token_gets_a_sibling_not_a_revocation() 
 async fn expired_tokens_and_families_past_their_lifetime_are_refused() {
     let f = fixture("expiry", 0);
     f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
-    let issued = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap();
+    let issued = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
     let e = f.sessions.refresh(&issued.refresh_token, T0 + 30 * 86_400).await.unwrap_err();
     assert!(matches!(e, SessionError::InvalidRefreshToken), "{e:?}");
     // A chain of refreshes cannot outlive the family: the last refresh
     // token's lifetime is capped at the family's end.
-    let mut token = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap().refresh_token;
+    let mut token = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap().refresh_token;
     let mut now = T0;
     for _ in 0..3 {
         now += 29 * 86_400;
@@ -199,9 +182,9 @@ async fn expired_tokens_and_families_past_their_lifetime_are_refused() {
 async fn logout_revokes_one_session_and_logout_all_every_session() {
     let f = fixture("logout", 0);
     f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
-    let a = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap();
-    let b = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap();
-    let c = f.sessions.login(creds("ada@example.com", PW), T0).await.unwrap();
+    let a = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
+    let b = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
+    let c = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
     f.sessions.logout(Some(&a.refresh_token), T0 + 1).await.unwrap();
     let e = f.sessions.refresh(&a.refresh_token, T0 + 2).await.unwrap_err();
     assert!(matches!(e, SessionError::InvalidRefreshToken), "{e:?}");
