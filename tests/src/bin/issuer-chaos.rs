@@ -157,6 +157,11 @@ impl Issuer {
             // Hashing saturation is another 503: make it not happen here, so
             // every 503 is the store's.
             .env("ISSUER_HASH_QUEUE_MS", "60000")
+            // Every simulated client comes from 127.0.0.1: lift the login
+            // attempt limits, so a refused login is never the counters'.
+            .env("ISSUER_LOGIN_MAX_PER_ACCOUNT_ADDRESS", "1000")
+            .env("ISSUER_LOGIN_MAX_PER_ADDRESS", "1000000")
+            .env("ISSUER_LOGIN_MAX_PER_ACCOUNT", "1000000")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
