@@ -120,6 +120,19 @@ fn http_api(method: &str, path: &str, headers: &[(&str, &str)], cookies: &[Strin
     serde_json::to_vec(&event).unwrap()
 }
 
+/// `event` as if sent from `ip`: API Gateway's `requestContext` source
+/// address (REST: `identity.sourceIp`; HTTP API: `http.sourceIp`).
+fn from_ip(event: Vec<u8>, ip: &str) -> Vec<u8> {
+    let mut v: Value = serde_json::from_slice(&event).unwrap();
+    let ctx = &mut v["requestContext"];
+    if ctx["http"].is_object() {
+        ctx["http"]["sourceIp"] = json!(ip);
+    } else {
+        ctx["identity"]["sourceIp"] = json!(ip);
+    }
+    serde_json::to_vec(&v).unwrap()
+}
+
 /// A function response: status, JSON body (if any), Set-Cookie values.
 #[derive(Debug)]
 struct Answer {
@@ -284,6 +297,38 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
     let mut secrets = flow(&rt, &verifier, false, &keys).await;
     secrets.extend(flow(&rt, &verifier, true, &keys).await);
 
+    // The login attempt counters count API Gateway's source address, never
+    // a header a client can send: five wrong passwords from one address
+    // refuse that address (even with the right password, and whatever
+    // X-Forwarded-For says), while another address logs in.
+    for v2 in [false, true] {
+        let email = format!("{}@example.com", unique("attempts"));
+        let body = |pw: &str| json!({"email": email, "password": pw}).to_string();
+        let h = [("Content-Type", "application/json"), ("X-Forwarded-For", "198.51.100.77")];
+        let login = |pw: &str, ip: &str| {
+            let b = body(pw);
+            from_ip(
+                if v2 { http_api("POST", "/login", &h, &[], Some(&b)) } else { rest("POST", "/login", &h, Some(&b)) },
+                ip,
+            )
+        };
+        let a = call(&rt, rest("POST", "/register", &h, Some(&body(PASSWORD)))).await;
+        assert_eq!(a.status, 201, "{a:?}");
+        for _ in 0..5 {
+            assert_eq!(call(&rt, login("not the password", "203.0.113.5")).await.status, 401);
+        }
+        let a = call(&rt, login(PASSWORD, "203.0.113.5")).await;
+        assert_eq!((a.status, a.body["error"].as_str()), (429, Some("account_locked")), "v2={v2}: {a:?}");
+        let a = call(&rt, login(PASSWORD, "198.51.100.9")).await;
+        assert_eq!(a.status, 200, "v2={v2}, another source address: {a:?}");
+        secrets.push(a.body["access_token"].as_str().unwrap().to_owned());
+    }
+    let logs = p.logs().join("\n");
+    assert!(
+        logs.contains("login_refused") && logs.contains("account_address"),
+        "the audit line the Lockouts metric filter counts is missing"
+    );
+
     // Bad input through the adapter: a clear 4xx, never a function error.
     let a = call(&rt, rest("POST", "/login", &[("Content-Type", "application/json")], Some("{\"email\": 5}"))).await;
     assert_eq!(a.status, 400, "{a:?}");
@@ -297,7 +342,7 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
     assert!(logs.to_ascii_lowercase().contains("trace"), "no trace-level output: the level did not apply");
     assert!(!logs.contains(PASSWORD), "a password reached the logs");
     assert!(!logs.contains("PRIVATE KEY"), "a private key reached the logs");
-    assert_eq!(secrets.len(), 6);
+    assert_eq!(secrets.len(), 8);
     for secret in &secrets {
         assert!(secret.len() >= 43, "not a token: {secret:?}");
         assert!(!logs.contains(secret.as_str()), "a token or refresh cookie reached the logs");
