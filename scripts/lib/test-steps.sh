@@ -76,20 +76,26 @@ background_run() {
   BACKGROUND_LOG=$1
   shift
   printf '\n==> in the background (its output follows when it ends): %s\n' "$*"
-  rm -f "$BACKGROUND_LOG.steps"
+  rm -f "$BACKGROUND_LOG.steps" "$BACKGROUND_LOG.joined"
   (
     STEP_BACKGROUND=background
     first=${#STEP_NAMES[@]}
     "$@"
     for ((i = first; i < ${#STEP_NAMES[@]}; i++)); do
       printf '%s\t%s\t%s\t%s\n' "${STEP_NAMES[$i]}" "${STEP_RESULTS[$i]}" "${STEP_SECONDS[$i]}" "${STEP_CPU[$i]}"
-    done >"$BACKGROUND_LOG.steps"
+    done >"$BACKGROUND_LOG.steps.tmp"
+    mv "$BACKGROUND_LOG.steps.tmp" "$BACKGROUND_LOG.steps"
+    # Stay until background_join: bash reaps an exited job at once, and its
+    # CPU time would count for whichever step is running then.
+    while [ ! -e "$BACKGROUND_LOG.joined" ] && kill -0 "$$" 2>/dev/null; do sleep 0.2; done
   ) >"$BACKGROUND_LOG" 2>&1 &
   BACKGROUND_PID=$!
 }
 
 background_join() {
   [ -n "$BACKGROUND_PID" ] || return 0
+  while [ ! -e "$BACKGROUND_LOG.steps" ] && kill -0 "$BACKGROUND_PID" 2>/dev/null; do sleep 0.2; done
+  touch "$BACKGROUND_LOG.joined"
   wait "$BACKGROUND_PID"
   BACKGROUND_PID=""
   printf '\n==> the background steps:\n'
