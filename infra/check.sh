@@ -19,6 +19,15 @@
 #   3. Security and design invariants of the translated template
 #      (infra/check_template.py): public routes, cache TTL and cache key, the
 #      route map against the API's routes, IAM, layout.
+#
+# The template and its broken copies are checked together, each step for all
+# of them in one process (starting cfn-lint or the translator cost more than
+# checking a template): one helper process translates each and checks its
+# invariants, then one cfn-lint lints the sources beside one linting the
+# translations. Findings are mapped back to each copy by file name, so each
+# copy is judged on what checking it alone prints. A broken copy that the
+# translation or the invariants already catch for its expected reason is not
+# linted (see below: the verdicts are the same).
 set -euo pipefail
 
 INFRA_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -51,34 +60,96 @@ note "tools: $versions ($PYTHON)"
 WORK=$(mktemp -d -t infra-check.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT INT TERM
 
-# check_template FILE: runs the three steps, prints what failed, returns 1 on
-# any failure. All output goes to stdout so callers can capture it. One
-# cfn-lint process lints both the template (step 1) and its translation
-# (step 2); its output names the file of each finding.
-check_template() {
-  local file=$1 out rc=0 translated=1
-  out=$(mktemp "$WORK/translated.XXXXXX.json")
-  "$PYTHON" "$HELPER" translate "$file" "$out" 2>&1 || translated=0
-  local files=("$file")
-  [ "$translated" = 0 ] || files+=("$out")
+# The copies to check, in order: NAMES[i] is checked from FILES[i]. The
+# template is "template"; each broken copy is added below.
+NAMES=(template)
+FILES=("$TEMPLATE")
+OUT=$WORK/out
+mkdir -p "$WORK/copies" "$OUT"
+: >"$WORK/lint-sources.txt"
+: >"$WORK/lint-translated.txt"
+
+file_of() {
+  local i
+  for i in "${!NAMES[@]}"; do [ "${NAMES[$i]}" != "$1" ] || echo "${FILES[$i]}"; done
+}
+
+# translate_all: steps 2 and 3 (translation, invariants) for every copy, in
+# one helper process.
+translate_all() {
+  local specs=() i
+  for i in "${!NAMES[@]}"; do specs+=("${NAMES[$i]}=${FILES[$i]}"); done
+  "$PYTHON" "$HELPER" batch "$OUT" "${specs[@]}" || die "the translation helper failed (exit $?)"
+}
+
+# lint NAME...: step 1 on these copies' sources and cfn-lint of their
+# translations, each list in one cfn-lint process (the two run side by side).
+lint() {
+  local sources=() translated=() name rc_src=0 rc_out=0
+  for name in "$@"; do
+    sources+=("$(file_of "$name")")
+    [ ! -f "$OUT/$name.json" ] || translated+=("$OUT/$name.json")
+  done
   # Errors and warnings fail; informational findings are not shown.
-  cfn_lint --format parseable --non-zero-exit-code warning -- "${files[@]}" || {
+  cfn_lint --format parseable --non-zero-exit-code warning -- "${sources[@]}" >"$WORK/lint-sources.txt" 2>&1 &
+  local pid=$!
+  if [ "${#translated[@]}" -gt 0 ]; then
+    cfn_lint --format parseable --non-zero-exit-code warning -- "${translated[@]}" >"$WORK/lint-translated.txt" 2>&1 ||
+      rc_out=$?
+  fi
+  wait "$pid" || rc_src=$?
+  # cfn-lint's exit status is a bit mask: 2 errors, 4 warnings, 8
+  # informational. Anything else is cfn-lint itself failing.
+  for rc in "$rc_src" "$rc_out"; do
+    if [ $((rc & ~14)) -ne 0 ]; then
+      cat "$WORK/lint-sources.txt" "$WORK/lint-translated.txt"
+      die "cfn-lint did not run (exit $rc; output above)"
+    fi
+  done
+  # Every line cfn-lint printed must be a finding about one of the files.
+  local stray
+  stray=$(cat "$WORK/lint-sources.txt" "$WORK/lint-translated.txt" |
+    awk -v files="$(printf '%s\n' "${sources[@]}" "${translated[@]}")" '
+      BEGIN { n = split(files, f, "\n") }
+      { ok = 0; for (i = 1; i <= n; i++) if (f[i] != "" && index($0, f[i] ":") == 1) ok = 1; if (!ok) print }')
+  [ -z "$stray" ] || die "cfn-lint printed lines about no file it was given: $stray"
+}
+
+# findings FILE: cfn-lint's lines about FILE (none when it was not linted).
+findings() {
+  cat "$WORK/lint-sources.txt" "$WORK/lint-translated.txt" | awk -v p="$1:" 'index($0, p) == 1'
+}
+
+# report NAME: what checking that copy alone prints, in the same order (of
+# the steps run so far); returns 1 when any of them failed.
+report() {
+  local name=$1 file out=$OUT/$1.json rc=0 translated invariants log lint
+  file=$(file_of "$name")
+  read -r translated invariants <"$OUT/$name.status"
+  # What the helper printed translating, then checking the invariants.
+  log=$(cat "$OUT/$name.log")
+  lint=$(
+    findings "$file"
+    [ ! -f "$out" ] || findings "$out"
+  )
+  if [ "$translated" = translated=0 ] && [ -n "$log" ]; then echo "$log"; fi
+  if [ -n "$lint" ]; then
+    echo "$lint"
     echo "cfn-lint failed (step 1 on $(basename "$file"); step 2 on the translated $(basename "$out"))"
     rc=1
-  }
-  if [ "$translated" = 0 ]; then
+  fi
+  if [ "$translated" = translated=0 ]; then
     echo "step 2 (SAM translation) failed"
     rc=1
-  elif ! "$PYTHON" "$HELPER" invariants "$file" "$out"; then
-    echo "step 3 (invariants) failed"
-    rc=1
+  else
+    [ -z "$log" ] || echo "$log"
+    if [ "$invariants" = invariants=0 ]; then
+      echo "step 3 (invariants) failed"
+      rc=1
+    fi
   fi
   return $rc
 }
-
-note "checking $TEMPLATE"
-check_template "$TEMPLATE" || die "$TEMPLATE does not pass (see above)"
-note "template passes: cfn-lint (SAM transform), cfn-lint of the translated template, invariants"
 
 # --- teeth ---------------------------------------------------------------------
 # Each case: a name, the exact text to replace (it must occur in the template,
@@ -103,26 +174,61 @@ parameter-not-fingerprinted	      Timeout: 6	      Timeout: !Ref AuthorizerCache
 wildcard-iam	                Action: dynamodb:Query	                Action: dynamodb:*	INVARIANT: IssuerRole: action dynamodb:\*
 EOF
 
-note "teeth: each broken copy must fail"
+# Every case's broken copy, made in one process; a case whose text is not in
+# the template any more is reported and not checked.
 failed=0
 count=0
-while IFS=$'\t' read -r name old new expect; do
+cases=()
+while IFS=$'\t' read -r name problem; do
   count=$((count + 1))
-  broken=$WORK/$name.yaml
-  if ! "$PYTHON" - "$TEMPLATE" "$broken" "$old" "$new" <<'EOF'; then
-import sys
-src, dst, old, new = sys.argv[1:5]
-old, new = old.replace("\\n", "\n"), new.replace("\\n", "\n")
-text = open(src, encoding="utf-8").read()
-if old not in text:
-    sys.exit(f"the text to break is not in the template any more: {old!r}")
-open(dst, "w", encoding="utf-8").write(text.replace(old, new, 1))
-EOF
-    echo "  $name: cannot build the broken copy (update the case in infra/check.sh)"
+  if [ -n "$problem" ]; then
+    echo "  $name: cannot build the broken copy (update the case in infra/check.sh): $problem"
     failed=1
     continue
   fi
-  if output=$(check_template "$broken" 2>&1); then
+  cases+=("$name")
+  NAMES+=("$name")
+  FILES+=("$WORK/copies/$name.yaml")
+done < <(
+  "$PYTHON" - "$TEMPLATE" "$MUTANTS" "$WORK/copies" <<'EOF'
+import sys
+src, cases, out = sys.argv[1:4]
+text = open(src, encoding="utf-8").read()
+for line in open(cases, encoding="utf-8").read().splitlines():
+    name, old, new, _ = line.split("\t")
+    old, new = old.replace("\\n", "\n"), new.replace("\\n", "\n")
+    if old not in text:
+        print(f"{name}\tthe text to break is not in the template any more: {old!r}")
+        continue
+    open(f"{out}/{name}.yaml", "w", encoding="utf-8").write(text.replace(old, new, 1))
+    print(f"{name}\t")
+EOF
+)
+
+expected() { awk -F'\t' -v n="$1" '$1 == n { print $4 }' "$MUTANTS"; }
+
+# Translation and invariants first, for all. A copy is judged by whether the
+# check fails on it for the expected reason; more steps can only add
+# failures and lines, so a copy whose translation or invariants already fail
+# for that reason is decided, and cfn-lint runs on the template and the
+# copies still undecided (the same verdicts as linting all of them).
+translate_all
+undecided=(template)
+for name in "${cases[@]}"; do
+  if output=$(report "$name" 2>&1) || ! grep -Eq -- "$(expected "$name")" <<<"$output"; then
+    undecided+=("$name")
+  fi
+done
+note "checking $TEMPLATE and its ${#cases[@]} broken copies (cfn-lint on the $((${#undecided[@]} - 1)) that translation and invariants do not already catch)"
+lint "${undecided[@]}"
+
+report template || die "$TEMPLATE does not pass (see above)"
+note "template passes: cfn-lint (SAM transform), cfn-lint of the translated template, invariants"
+
+note "teeth: each broken copy must fail"
+for name in "${cases[@]}"; do
+  expect=$(expected "$name")
+  if output=$(report "$name" 2>&1); then
     echo "  $name: the broken copy PASSED the check"
     failed=1
   elif ! grep -Eq -- "$expect" <<<"$output"; then
@@ -132,7 +238,7 @@ EOF
   else
     echo "  $name: fails as expected: $(grep -Eo -m1 -- "$expect" <<<"$output" | cut -c1-110)"
   fi
-done <"$MUTANTS"
+done
 
 [ "$failed" = 0 ] || die "the check lacks teeth (see above)"
 note "all $count broken copies were caught"

@@ -2,6 +2,7 @@
 
     python3 infra/check_template.py translate TEMPLATE OUT.json
     python3 infra/check_template.py invariants TEMPLATE OUT.json
+    python3 infra/check_template.py batch OUTDIR NAME=TEMPLATE...
 
 `translate` applies the SAM transform (aws-sam-translator, as CloudFormation
 does on deploy) and writes plain CloudFormation. cfn-lint applies the same
@@ -19,6 +20,13 @@ environment, that every parameter-driven function property is fingerprinted
 (so a new value reaches the `live` alias), and the DynamoDB layout of
 docs/DESIGN.md. Each failure prints one
 line starting with `INVARIANT:`; the exit code is 1 if any failed.
+
+`batch` does both for many templates in one process (check.sh checks the
+template and each of its broken copies: the imports cost more than the
+work). For each NAME it writes OUTDIR/NAME.json (the translation, when it
+succeeds), OUTDIR/NAME.log (what `translate` then `invariants` would have
+printed) and OUTDIR/NAME.status: `translated` and `invariants` as 1 (passed)
+or 0 (failed or not run). Its exit code is 0 when it ran.
 """
 
 from __future__ import annotations
@@ -509,7 +517,54 @@ class Checker:
         return self.failures
 
 
+def batch(out_dir: str, specs: list[str]) -> int:
+    """Translation and invariants of each NAME=TEMPLATE, as the two commands
+    would run them one process each (see the module's documentation)."""
+    import contextlib
+    import io
+    import traceback
+
+    for spec in specs:
+        name, sep, template = spec.partition("=")
+        if not sep or not name or "/" in name:
+            print(f"batch: not NAME=TEMPLATE: {spec!r}", file=sys.stderr)
+            return 2
+        log = io.StringIO()
+        translated = invariants = False
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            # As `translate` (exit status 0 or not), then `invariants` on the
+            # file it wrote.
+            try:
+                text = json.dumps(translate(template), indent=1)
+                with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
+                    f.write(text)
+                translated = True
+            except SystemExit as e:
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+            except Exception:  # what an uncaught exception would print
+                traceback.print_exc()
+            if translated:
+                try:
+                    failures = Checker(load_source(template), json.loads(text)).run()
+                    for msg in failures:
+                        print(f"INVARIANT: {msg}")
+                    invariants = not failures
+                except SystemExit as e:
+                    if isinstance(e.code, str):
+                        print(e.code, file=sys.stderr)
+                except Exception:
+                    traceback.print_exc()
+        with open(os.path.join(out_dir, f"{name}.log"), "w", encoding="utf-8") as f:
+            f.write(log.getvalue())
+        with open(os.path.join(out_dir, f"{name}.status"), "w", encoding="utf-8") as f:
+            f.write(f"translated={int(translated)} invariants={int(invariants)}\n")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) >= 3 and argv[1] == "batch":
+        return batch(argv[2], argv[3:])
     if len(argv) != 4 or argv[1] not in ("translate", "invariants"):
         print(__doc__, file=sys.stderr)
         return 2

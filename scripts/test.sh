@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace, then reports: formatting, lints, the
-# binaries the end-to-end tests start, every unit, integration, end-to-end
-# and doc test, the fuzz targets' regression seeds, and the deploy template
-# check. A failing step does not stop the others; the summary at the end
-# lists each step with its result and seconds, and the exit status is
-# non-zero when any step failed. CI runs exactly this (.ci/run).
+# Runs every test of the workspace, then reports: formatting, lints, every
+# unit, integration, end-to-end and doc test, the fuzz targets' regression
+# seeds, and the deploy template check. A failing step does not stop the
+# others; the summary at the end lists each step with its result, seconds and
+# CPU seconds, and the exit status is non-zero when any step failed. CI runs
+# exactly this (.ci/run).
 #
 # Usage: scripts/test.sh [extra cargo test args]
+#
+# One build serves the lints and the tests: `cargo clippy` is `cargo check`
+# with clippy's driver as the workspace's compiler; the "clippy + build" step
+# runs that driver in a real build instead (every target `cargo clippy
+# --all-targets` lints, and the binaries the end-to-end tests start), so the
+# dependencies are compiled once, not once checked and once built. The fuzz
+# targets' checks are a workspace member (tests/fuzz-checks), built in the
+# same graph. docs/test-timings.md has the figures.
 #
 # What it installs and starts:
 # - Python tools (moto, cfn-lint, aws-sam-translator; versions pinned in
 #   scripts/requirements-test.txt, their dependencies in
 #   scripts/constraints-test.txt) in a virtual environment under
 #   target/test-venv, never in the system Python (PEP 668). Reused while the
-#   pins and the interpreter are the same.
+#   pins and the interpreter are the same. Installed, and the deploy template
+#   checked, in the background while the workspace builds.
 # - moto's DynamoDB- and Secrets-Manager-compatible server on a free loopback
 #   port (DYNAMODB_ENDPOINT), stopped on exit.
 #
@@ -40,9 +49,9 @@ check_machine() {
   local missing=()
   command -v cargo >/dev/null || missing+=("cargo (Rust: https://rustup.rs)")
   cargo fmt --version >/dev/null 2>&1 || missing+=("rustfmt (rustup component add rustfmt)")
-  cargo clippy --version >/dev/null 2>&1 || missing+=("clippy (rustup component add clippy)")
+  cargo clippy --version >/dev/null 2>&1 && [ -x "$CLIPPY_DRIVER" ] ||
+    missing+=("clippy (rustup component add clippy; no $CLIPPY_DRIVER)")
   command -v cc >/dev/null || missing+=("a C compiler as cc (Debian/Ubuntu: apt-get install build-essential)")
-  command -v c++ >/dev/null || missing+=("a C++ compiler as c++ for the fuzz crate (build-essential)")
   command -v python3 >/dev/null || missing+=("python3")
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("Python venv with pip (Debian/Ubuntu: apt-get install python3-venv)")
   command -v curl >/dev/null || missing+=("curl")
@@ -70,7 +79,10 @@ python_tools() {
   echo "creating $VENV and installing the pinned tools"
   rm -rf "$VENV"
   python3 -m venv "$VENV" || { echo "python3 -m venv failed: install python3-venv"; return 1; }
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+  # --no-compile: byte-compiling every module of the tools (sympy, botocore,
+  # ...) cost more than half of the install's CPU; Python compiles the few
+  # modules a run imports on first use (and keeps them: the venv is writable).
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --no-compile \
     -r "$REQUIREMENTS" -c "$CONSTRAINTS" || return 1
   echo "$want" >"$VENV/.fingerprint"
   "$VENV/bin/python" -m pip freeze | grep -Ei '^(moto|cfn-lint|aws-sam-translator)=='
@@ -123,11 +135,48 @@ export AWS_EC2_METADATA_DISABLED=true
 # Tests never read the developer's AWS profile.
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
+# ---------------------------------------------------------------- clippy + build
+# `cargo clippy` runs `cargo check` with RUSTC_WORKSPACE_WRAPPER set to
+# clippy's driver and the lint flags in CLIPPY_ARGS. The same driver in a
+# build lints the same workspace targets and leaves real artifacts; the
+# dependencies go through plain rustc either way, so they are built once for
+# the lints, the binaries and the tests. Every cargo command below runs with
+# these two variables: cargo keeps a build's compiler in its fingerprints, so
+# the test step reuses this build instead of compiling the workspace again.
+CLIPPY_DRIVER=$(rustc --print sysroot 2>/dev/null)/bin/clippy-driver
+export RUSTC_WORKSPACE_WRAPPER=$CLIPPY_DRIVER
+# clippy's default levels and the workspace's [lints]; warnings do not stop
+# the build (the tests still run) but fail the step, as `-D warnings` would.
+export CLIPPY_ARGS=""
+
+clippy_build() {
+  local rc=0
+  # 1. What `cargo clippy --workspace --all-targets` checks, built: libraries,
+  #    binaries, tests, benches and examples (the last two in test mode).
+  # 2. The binaries the end-to-end tests start (`tests/src/lib.rs` bin_path;
+  #    devstack's is not a dependency of any test target) and the examples
+  #    as `cargo test` builds them. With test targets selected, cargo resolves
+  #    the features as `cargo test` does: only these few units are new.
+  # Both run even when the first fails: what builds is tested.
+  {
+    cargo test --locked --workspace --all-targets --no-run --message-format=json
+    local first=$?
+    cargo build --locked --workspace --bins --tests --examples --message-format=json
+    local second=$?
+    [ "$first" -eq 0 ] && [ "$second" -eq 0 ]
+  } | python3 scripts/lib/cargo-diagnostics.py
+  local status=("${PIPESTATUS[@]}")
+  [ "${status[0]}" -eq 0 ] || { echo "the build failed (see above)"; rc=1; }
+  [ "${status[1]}" -eq 0 ] || rc=1
+  return "$rc"
+}
+
 # ---------------------------------------------------------------- cargo test
 # Keeps the names of failing tests for the summary (cargo prints them far up).
+# The fuzz seeds are the next step.
 cargo_test() {
   local out=$STAMPS/cargo-test.log rc
-  cargo test --locked --workspace --no-fail-fast "$@" 2>&1 | tee "$out"
+  cargo test --locked --workspace --exclude auth-fuzz-checks --no-fail-fast "$@" 2>&1 | tee "$out"
   rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
     local failing
@@ -139,41 +188,15 @@ cargo_test() {
 }
 
 # ---------------------------------------------------------------- fuzz seeds
+# Every committed seed of tests/fuzz/corpus/<target>/ through its target's
+# checks (tests/fuzz-checks/tests/seeds.rs; the libFuzzer wrappers in
+# tests/fuzz are built by scripts/fuzz.sh). `--workspace --test seeds`
+# resolves features as the build above did, so nothing is compiled here.
 fuzz_seeds() {
-  # Built without the fuzzer's instrumentation (stable toolchain, no
-  # cargo-fuzz): libFuzzer given files runs each once through the target, so
-  # every committed seed goes through the target's checks. Shares target/
-  # with the workspace so the dependencies built there are reused.
-  CARGO_TARGET_DIR=$ROOT/target cargo build --locked --quiet --manifest-path tests/fuzz/Cargo.toml --bins || return 1
-  local dir name seeds failed=0 total=0
-  for dir in tests/fuzz/corpus/*/; do
-    name=$(basename "$dir")
-    mapfile -t seeds < <(find "$dir" -type f | sort)
-    if [ "${#seeds[@]}" -eq 0 ]; then
-      echo "  $name: no seeds in $dir"
-      failed=1
-      continue
-    fi
-    [ -x "target/debug/$name" ] || { echo "  $name: no fuzz target binary for corpus $dir"; failed=1; continue; }
-    local out
-    if out=$("target/debug/$name" "${seeds[@]}" 2>&1); then
-      local ran
-      ran=$(grep -c '^Executed ' <<<"$out")
-      if [ "$ran" -ne "${#seeds[@]}" ]; then
-        echo "  $name: $ran of ${#seeds[@]} seeds executed"
-        failed=1
-      else
-        echo "  $name: ${#seeds[@]} seeds pass"
-      fi
-    else
-      echo "  $name: FAILED"
-      tail -n 40 <<<"$out" | sed 's/^/      /'
-      failed=1
-    fi
-    total=$((total + ${#seeds[@]}))
-  done
-  echo "$total seeds replayed"
-  return "$failed"
+  cargo test --locked --workspace --test seeds -- --nocapture 2>&1 | tee "$STAMPS/fuzz-seeds.log"
+  local rc=${PIPESTATUS[0]}
+  grep -E '^[a-z_]+: [0-9]+ seeds pass$' "$STAMPS/fuzz-seeds.log" | awk '{ n += $2 } END { printf "%d seeds replayed\n", n }'
+  return "$rc"
 }
 
 # ---------------------------------------------------------------- infra check
@@ -200,15 +223,20 @@ infra_check() {
 }
 
 # ---------------------------------------------------------------- steps
+# Python tools and the template check need no build: they run beside it.
+python_and_infra() {
+  step "python tools" python_tools
+  step "infra check" infra_check
+}
+
 step "machine" check_machine
-step "python tools" python_tools
-step "moto" start_moto
+background_run "$STAMPS/background.log" python_and_infra
 step "cargo fmt" cargo fmt --all -- --check
-step "cargo clippy" cargo clippy --locked --workspace --all-targets -- -D warnings
-step "build bins" cargo build --locked --workspace --bins
+step "clippy + build" clippy_build
+background_join
+step "moto" start_moto
 step "cargo test" cargo_test "$@"
 step "fuzz seeds" fuzz_seeds
-step "infra check" infra_check
 stop_moto
 
 summary

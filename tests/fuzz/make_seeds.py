@@ -2,7 +2,7 @@
 """Writes the committed seed corpora of the fuzz targets (tests/fuzz/corpus/).
 
 Tokens are signed with the test keys of token-core/benches/fixtures, the keys
-the fuzz targets install (tests/fuzz/src/lib.rs), so seed tokens verify and
+the fuzz targets install (tests/fuzz-checks/src/lib.rs), so seed tokens verify and
 mutations start from inputs that reach the claims checks. Their exp is in
 2096 and their iat in 2020: valid both at the fixed time the verify_at
 targets use and at the real time the authorizer uses.

@@ -13,14 +13,12 @@
 //!   `exp + leeway - 1` and refused as `Expired` at `exp + leeway`;
 //! - the cache never answers differently from a full check, also when the
 //!   clock is earlier than at a previous verification.
-#![no_main]
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use arbitrary::Arbitrary;
-use auth_fuzz::{ISS, LEEWAY, MAX_TOKEN_BYTES, NOW, PARTNER, b64, check_accepted, sign_raw, summary, verifier};
-use libfuzzer_sys::fuzz_target;
+use crate::{ISS, LEEWAY, MAX_TOKEN_BYTES, NOW, PARTNER, b64, check_accepted, sign_raw, summary, verifier};
+use arbitrary::{Arbitrary, Unstructured};
 use serde_json::Value;
 use token_core::{Algorithm, Claim, Verifier, VerifyError};
 
@@ -175,8 +173,10 @@ enum Mutation {
     Append(String),
 }
 
+/// One structured case: who signs, the header, the claims, a mutation and
+/// the verification time.
 #[derive(Arbitrary, Debug)]
-struct Input {
+pub struct Input {
     signer: Signer,
     header: HeaderSpec,
     claims: Claims,
@@ -331,7 +331,7 @@ fn model(input: &Input, token_len: usize, now: u64) -> Option<Result<(), VerifyE
     Some(run())
 }
 
-fn both(token: &str, now: u64) -> auth_fuzz::Summary {
+fn both(token: &str, now: u64) -> crate::Summary {
     let at = Duration::from_secs(now);
     let cached = summary(&CACHED.verify_at(token, at));
     let fresh = summary(&UNCACHED.verify_at(token, at));
@@ -339,7 +339,18 @@ fn both(token: &str, now: u64) -> auth_fuzz::Summary {
     cached
 }
 
-fuzz_target!(|input: Input| {
+/// Raw bytes as an [`Input`], the way libfuzzer-sys's `fuzz_target!` reads
+/// them (`arbitrary_take_rest`); `None` when they are too short for the type
+/// or do not decode (libFuzzer skips such inputs).
+pub fn decode(data: &[u8]) -> Option<Input> {
+    if data.len() < <Input as Arbitrary>::size_hint(0).0 {
+        return None;
+    }
+    Input::arbitrary_take_rest(Unstructured::new(data)).ok()
+}
+
+/// The target: builds the token `input` describes and checks the decision.
+pub fn check(input: Input) {
     let (alg, _) = input.signer.alg_kid();
     let header = header_json(&input.header, input.signer);
     let payload = claims_json(&input.claims, input.signer);
@@ -393,4 +404,4 @@ fuzz_target!(|input: Input| {
     // An earlier clock: the cache must not answer what a full check would not.
     let earlier = now.saturating_sub(u64::from(input.back));
     let _ = both(&token, earlier);
-});
+}

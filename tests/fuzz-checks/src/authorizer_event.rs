@@ -15,12 +15,10 @@
 //! - a simple answer only for HTTP API 2.0 events under the simple setting;
 //!   every policy statement is on the event's stage;
 //! - the answer is the same when repeated.
-#![no_main]
 
 use std::sync::LazyLock;
 
 use authorizer::{Answer, Authorizer, AuthorizerConfig, AuthorizerError, AuthorizerEvent, EventKind, policy};
-use libfuzzer_sys::fuzz_target;
 use token_core::{Credentials, Settings, parse_authorization, unix_now};
 
 struct Fixture {
@@ -31,9 +29,9 @@ struct Fixture {
 
 fn authorizer(extra: &[(&str, &str)]) -> Authorizer {
     let mut pairs = vec![
-        ("AUTH_ISSUER", auth_fuzz::ISS),
+        ("AUTH_ISSUER", crate::ISS),
         ("AUTH_AUDIENCE", "api,web"),
-        ("AUTH_JWKS_URL", auth_fuzz::JWKS_URL),
+        ("AUTH_JWKS_URL", crate::JWKS_URL),
         ("AUTH_JWKS_COOLDOWN_SECS", "3600"),
     ];
     pairs.extend_from_slice(extra);
@@ -45,14 +43,14 @@ fn authorizer(extra: &[(&str, &str)]) -> Authorizer {
         Ok(v) => v,
         Err(e) => panic!("verifier: {e}"),
     };
-    let k = auth_fuzz::keys();
-    let jwks = auth_fuzz::jwks_of(&[&k.rs, &k.es, &k.ed]);
-    assert!(verifier.install_jwks(auth_fuzz::ISS, &jwks).is_ok());
+    let k = crate::keys();
+    let jwks = crate::jwks_of(&[&k.rs, &k.es, &k.ed]);
+    assert!(verifier.install_jwks(crate::ISS, &jwks).is_ok());
     Authorizer::new(verifier, &cfg)
 }
 
 static FX: LazyLock<Fixture> = LazyLock::new(|| Fixture {
-    rt: auth_fuzz::runtime(),
+    rt: crate::runtime(),
     mapped: authorizer(&[(
         "AUTH_ROUTE_SCOPES",
         "GET /pets=read,POST /pets=write,DELETE /pets/{id}=write admin,ANY /admin/{proxy+}=admin",
@@ -107,7 +105,8 @@ fn check(a: &Authorizer, event: &AuthorizerEvent, simple_setting: bool) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// The target: one input, checked against the invariants above (a panic is a finding).
+pub fn run(data: &[u8]) {
     let event = serde_json::from_slice::<AuthorizerEvent>(data);
     if serde_json::from_slice::<serde_json::Value>(data).is_ok() {
         assert!(event.is_ok(), "a JSON value that is not an event: {:?}", event.err());
@@ -115,4 +114,4 @@ fuzz_target!(|data: &[u8]| {
     let Ok(event) = event else { return };
     check(&FX.mapped, &event, true);
     check(&FX.iam, &event, false);
-});
+}

@@ -27,22 +27,20 @@
 //!   resource (`resource_arn`) covers the request; a one-statement answer
 //!   allows the ARN exactly when it is an Allow, and `allows` agrees with an
 //!   independent glob.
-#![no_main]
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use auth_fuzz::{ISS, NOW, reference_glob};
+use crate::{ISS, NOW, reference_glob};
 use authorizer::policy::{allows, method_and_path, resource_arn, single, stage_arn};
 use authorizer::routes::Segment;
 use authorizer::{Route, RouteMap};
-use libfuzzer_sys::fuzz_target;
 use token_core::{Credentials, VerifiedToken, Verifier, parse_authorization};
 
 const STAGE: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod";
 
-static VERIFIER: LazyLock<Arc<Verifier>> = LazyLock::new(|| auth_fuzz::verifier(true));
+static VERIFIER: LazyLock<Arc<Verifier>> = LazyLock::new(|| crate::verifier(true));
 
 fn is_b64token(t: &str) -> bool {
     let body = t.trim_end_matches('=');
@@ -99,7 +97,7 @@ fn check_routes(spec: &str) -> RouteMap {
 }
 
 fn verified(scope: &str) -> Option<Arc<VerifiedToken>> {
-    let k = auth_fuzz::keys();
+    let k = crate::keys();
     let claims = serde_json::json!({
         "iss": ISS, "sub": "user-1", "aud": "api", "exp": NOW + 900, "iat": NOW, "jti": "j", "scope": scope
     });
@@ -159,7 +157,8 @@ fn check_decision(map: &RouteMap, scope: &str, required: &[String], arn: &str, a
     assert_eq!(allows(&answer, arn), allowed, "single() for {arn}");
 }
 
-fuzz_target!(|data: &[u8]| {
+/// The target: one input, checked against the invariants above (a panic is a finding).
+pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut lines = text.split('\n');
     let mut next = || lines.next().unwrap_or("");
@@ -172,4 +171,4 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(stage_arn(&arn), Some(STAGE), "{arn}");
     }
     check_decision(&routes, scope, &required, &arn, flags.contains('u'));
-});
+}

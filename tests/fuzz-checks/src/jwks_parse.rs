@@ -12,14 +12,12 @@
 //!   set in force has a key `rs1` for RS256, is `UnknownKid` when no key has
 //!   that `kid`, `KeyAlgorithmMismatch` when only other algorithms do, and
 //!   never `KeysUnavailable`.
-#![no_main]
 
 use std::cell::RefCell;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use auth_fuzz::{ISS, NOW, keys, verifier};
-use libfuzzer_sys::fuzz_target;
+use crate::{ISS, NOW, keys, verifier};
 use token_core::keys::{MAX_KEYS_PER_SET, ParsedJwks, SkippedKey, parse_jwks};
 use token_core::{AccessClaims, Algorithm, Audience, Verifier, VerifyError};
 
@@ -54,7 +52,8 @@ fn shape(p: &ParsedJwks) -> (Vec<(String, Algorithm)>, Vec<SkippedKey>) {
     (p.keys.keys().iter().map(|k| (k.kid().to_owned(), k.alg())).collect(), p.skipped.clone())
 }
 
-fuzz_target!(|data: &[u8]| {
+/// The target: one input, checked against the invariants above (a panic is a finding).
+pub fn run(data: &[u8]) {
     let parsed = parse_jwks(data);
     let again = parse_jwks(data);
     assert_eq!(parsed.as_ref().map(shape), again.as_ref().map(shape), "parsing is not deterministic");
@@ -101,7 +100,7 @@ fuzz_target!(|data: &[u8]| {
     });
     // Put the real keys back now and then so the cached path is exercised.
     if data.first() == Some(&b'!') {
-        auth_fuzz::install(&VERIFIER);
+        crate::install(&VERIFIER);
         IN_FORCE.with(|f| {
             *f.borrow_mut() = [("rs1", Algorithm::RS256), ("es1", Algorithm::ES256), ("ed1", Algorithm::EdDSA)]
                 .into_iter()
@@ -109,4 +108,4 @@ fuzz_target!(|data: &[u8]| {
                 .collect();
         });
     }
-});
+}

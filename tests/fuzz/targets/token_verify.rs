@@ -1,0 +1,5 @@
+//! libFuzzer entry of `auth_fuzz_checks::token_verify` (the checks and their
+//! invariants are documented there).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| auth_fuzz_checks::token_verify::run(data));
