@@ -28,7 +28,8 @@ pub async fn handle_event<S: Store>(app: &App<S>, event: lambda_http::Request) -
     let resp = if body.len() > MAX_BODY_BYTES {
         app.error_response(ApiError::PayloadTooLarge, &parts.headers)
     } else {
-        app.handle(Request { method: parts.method, path, headers: parts.headers, body }).await
+        let query = parts.uri.query().map(str::to_owned);
+        app.handle(Request { method: parts.method, path, query, headers: parts.headers, body }).await
     };
     let body = if resp.body.is_empty() {
         Body::Empty

@@ -147,7 +147,13 @@ async fn handle<S: Store>(
     };
     let resp = match body {
         Ok(body) => {
-            let req = Request { method: parts.method, path: parts.uri.path().to_owned(), headers: parts.headers, body };
+            let req = Request {
+                method: parts.method,
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().map(str::to_owned),
+                headers: parts.headers,
+                body,
+            };
             app.handle(req).await
         }
         Err(e) => {

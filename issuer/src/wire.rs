@@ -13,8 +13,12 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct Request {
     /// The method.
     pub method: Method,
-    /// The path, without query string.
+    /// The path, without query string (decoded, as the adapters get it: a
+    /// `?` in it is part of the path).
     pub path: String,
+    /// The query string without the `?`, as sent (percent-encoded), if the
+    /// request had one. Only `GET /revocations` reads it.
+    pub query: Option<String>,
     /// The headers.
     pub headers: HeaderMap,
     /// The whole body (adapters bound it to [`MAX_BODY_BYTES`]).
@@ -24,7 +28,7 @@ pub struct Request {
 impl Request {
     /// A request with no headers and no body.
     pub fn new(method: Method, path: impl Into<String>) -> Self {
-        Request { method, path: path.into(), headers: HeaderMap::new(), body: Bytes::new() }
+        Request { method, path: path.into(), query: None, headers: HeaderMap::new(), body: Bytes::new() }
     }
 }
 

@@ -246,7 +246,7 @@ fn direct(data: &[u8]) {
         return;
     }
     let head = method == Method::HEAD;
-    let req = issuer::Request { method, path, headers, body };
+    let req = issuer::Request { method, path, query: None, headers, body };
     let resp = FX.rt.block_on(FX.app.handle(req));
     check_response(resp.status.as_u16(), &resp.headers, &resp.body, head);
 }
