@@ -256,6 +256,43 @@ impl DynamoStore {
 mod tests {
     use super::*;
 
+    /// The size DynamoDB bills an item at (its documented rules): each
+    /// attribute's name plus its value; strings and binaries by their bytes,
+    /// numbers about one byte per two significant digits plus one.
+    fn billed_size(item: &Item) -> usize {
+        item.iter()
+            .map(|(name, value)| {
+                name.len()
+                    + match value {
+                        AttributeValue::S(v) => v.len(),
+                        AttributeValue::B(b) => b.as_ref().len(),
+                        AttributeValue::N(v) => {
+                            let digits = v.trim_start_matches('0').len();
+                            digits.div_ceil(2) + 1
+                        }
+                        other => panic!("unexpected attribute {other:?}"),
+                    }
+            })
+            .sum()
+    }
+
+    /// The figures in issuer/README.md (cost model): an event item is about
+    /// 100 bytes, one write unit, 40 per 4 KB read unit.
+    #[test]
+    fn event_items_are_about_100_bytes() {
+        let now = 1_900_000_000u64;
+        let subject = RevocationEvent {
+            event_id: "0123456789abcdef".into(),
+            time_ms: now * 1000 + 999,
+            until: now + 1020,
+            target: RevocationTarget::Subject { user_id: "u".repeat(22), before: now + 1, family_id: None },
+        };
+        let session =
+            RevocationEvent { target: RevocationTarget::Session { family_id: "f".repeat(22) }, ..subject.clone() };
+        assert_eq!(billed_size(&event_item(&subject)), 101);
+        assert_eq!(billed_size(&event_item(&session)), 89);
+    }
+
     #[test]
     fn sort_keys_follow_the_feed_order() {
         let a = event_sk(1_900_000_000_000, "00000000000000ff");
