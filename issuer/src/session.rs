@@ -498,7 +498,7 @@ impl<S: Store> Sessions<S> {
         limit: usize,
         now_ms: u64,
     ) -> Result<FeedPage, SessionError> {
-        // The last millisecond of an event that has expired at `now_ms`.
+        // Events written before this position have expired at `now_ms`.
         let horizon = FeedCursor::at(now_ms.saturating_sub(self.revocation_life_secs().saturating_mul(1000)));
         let start = match after {
             Some(a) if *a > horizon => a.clone(),

@@ -1,6 +1,6 @@
 //! The DynamoDB store.
 //!
-//! Two tables, laid out as `docs/DESIGN.md` says (the SAM template is written
+//! Three tables, laid out as `docs/DESIGN.md` says (the SAM template is written
 //! against the same layout):
 //!
 //! - `Users` (key `pk`): user items `USER#<userId>` and email markers
@@ -8,6 +8,8 @@
 //! - `RefreshTokens` (key `pk`, TTL attribute `expiresAt`): token items
 //!   `TOKEN#<hash>` and family items `FAMILY#<familyId>`; GSI
 //!   `family-user-index` on `familyUser`.
+//! - `Revocations` (key `pk` + sort key `sk`, TTL attribute `expiresAt`):
+//!   the revocation feed, one item per event (module `revocations`).
 //!
 //! Every operation that writes more than one item is one `TransactWriteItems`
 //! request, so an outage (timeout, throttling, lost connection) leaves either
