@@ -53,6 +53,7 @@ PUBLIC_ROUTES = {
     ("/logout-all", "options"),
     ("/.well-known/jwks.json", "get"),
     ("/.well-known/openid-configuration", "get"),
+    ("/revocations", "get"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "x-amazon-apigateway-any-method"}
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde::Serialize;
+use token_core::revocation::{FEED_PATH, MAX_PAGE};
 use token_core::{Credentials, parse_authorization};
 use tracing::{debug, instrument};
 
@@ -20,7 +21,7 @@ use crate::error::ApiError;
 use crate::keys::{KeyError, KeyRing};
 use crate::password::{HashError, PasswordHasher};
 use crate::session::{Issued, SessionError, SessionRules, Sessions};
-use crate::store::{Store, StoreError};
+use crate::store::{FeedCursor, Store, StoreError};
 use crate::validate;
 pub use crate::wire::{MAX_BODY_BYTES, Request, Response};
 
@@ -76,6 +77,7 @@ enum Route {
     LogoutAll,
     Jwks,
     OpenIdConfig,
+    Revocations,
 }
 
 impl Route {
@@ -88,6 +90,7 @@ impl Route {
             "/logout-all" => Route::LogoutAll,
             "/.well-known/jwks.json" => Route::Jwks,
             "/.well-known/openid-configuration" => Route::OpenIdConfig,
+            FEED_PATH => Route::Revocations,
             _ => return None,
         })
     }
@@ -101,11 +104,12 @@ impl Route {
             Route::LogoutAll => "logout_all",
             Route::Jwks => "jwks",
             Route::OpenIdConfig => "openid_configuration",
+            Route::Revocations => "revocations",
         }
     }
 
     fn is_get(self) -> bool {
-        matches!(self, Route::Jwks | Route::OpenIdConfig)
+        matches!(self, Route::Jwks | Route::OpenIdConfig | Route::Revocations)
     }
 
     fn allow(self) -> &'static str {
@@ -306,6 +310,7 @@ impl<S: Store> App<S> {
                 r.body = self.oidc_json.clone();
                 Ok(r)
             }
+            Route::Revocations => self.revocations(req).await,
         }
     }
 
@@ -377,6 +382,56 @@ impl<S: Store> App<S> {
     }
 }
 
+impl<S: Store> App<S> {
+    /// `GET /revocations?after=<cursor>&limit=<n>`: one page of the
+    /// revocation feed (`token_core::revocation::FeedPage`). Public (the
+    /// identifiers in it are hashed), never cached.
+    #[instrument(skip_all)]
+    async fn revocations(&self, req: &Request) -> Result<Response, ApiError> {
+        let (after, limit) = feed_query(req.query.as_deref())?;
+        let now_ms = self.now().saturating_mul(1000);
+        let page = self.sessions.revocations(after.as_ref(), limit, now_ms).await?;
+        Ok(json(StatusCode::OK, &page)?.no_store())
+    }
+}
+
+/// The longest feed query string: `after` (33) and `limit` (4) with their
+/// names fit many times over.
+const MAX_FEED_QUERY: usize = 128;
+
+/// `after` and `limit` of a feed request, strictly: each at most once, no
+/// other parameter, `after` exactly as the feed gave it out (its characters
+/// need no percent-encoding, so none is decoded), `limit` a decimal number
+/// from 1 to [`MAX_PAGE`] (default [`MAX_PAGE`]).
+fn feed_query(query: Option<&str>) -> Result<(Option<FeedCursor>, usize), ApiError> {
+    let (mut after, mut limit) = (None, None);
+    let query = query.unwrap_or_default();
+    if query.len() > MAX_FEED_QUERY {
+        return Err(ApiError::InvalidRequest("query string too long"));
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" if after.is_none() => {
+                after = Some(value.parse::<FeedCursor>().map_err(|_| {
+                    ApiError::InvalidRequest("after: not a cursor of this feed (pass back the previous page's next)")
+                })?);
+            }
+            "limit" if limit.is_none() => {
+                let n = (!value.is_empty() && value.len() <= 4 && value.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| value.parse::<usize>().ok())
+                    .flatten()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or(ApiError::InvalidRequest("limit: a whole number from 1 to 1000"))?;
+                limit = Some(n);
+            }
+            "after" | "limit" => return Err(ApiError::InvalidRequest("after and limit may each appear once")),
+            _ => return Err(ApiError::InvalidRequest("unknown query parameter (the feed takes after and limit)")),
+        }
+    }
+    Ok((after, limit.unwrap_or(MAX_PAGE)))
+}
+
 /// A JSON response, or [`ApiError::Internal`] if the value does not
 /// serialize (a bug).
 fn json(status: StatusCode, value: &impl Serialize) -> Result<Response, ApiError> {
@@ -412,6 +467,41 @@ mod tests {
         assert!(!Route::Login.accepts(&Method::GET));
         assert!(Route::Jwks.accepts(&Method::HEAD));
         assert!(!Route::Jwks.accepts(&Method::POST));
+        assert_eq!(Route::parse("/revocations"), Some(Route::Revocations));
+        assert!(Route::Revocations.accepts(&Method::GET) && !Route::Revocations.accepts(&Method::POST));
+    }
+
+    #[test]
+    fn feed_query_is_strict() {
+        assert_eq!(feed_query(None), Ok((None, MAX_PAGE)));
+        assert_eq!(feed_query(Some("")), Ok((None, MAX_PAGE)));
+        let c = "0000019337a1f2c0.8c1d000000000001";
+        let (after, limit) = feed_query(Some(&format!("after={c}&limit=5"))).unwrap();
+        assert_eq!((after.unwrap().to_string(), limit), (c.to_owned(), 5));
+        assert_eq!(feed_query(Some("limit=1000&after=0000019337a1f2c0")).unwrap().1, 1000);
+        for bad in [
+            "after=",
+            "after=x",
+            "after=0000019337A1F2C0",
+            "after=0000019337a1f2c0.",
+            "after=0000019337a1f2c0.8c1d",
+            "after=%30000019337a1f2c0",
+            "limit=0",
+            "limit=1001",
+            "limit=-1",
+            "limit=+5",
+            "limit=01000",
+            "limit=",
+            "limit",
+            "limit=1&limit=2",
+            "after=0000019337a1f2c0&after=0000019337a1f2c0",
+            "other=1",
+            &"x".repeat(MAX_FEED_QUERY + 1),
+        ] {
+            let e = feed_query(Some(bad)).unwrap_err();
+            assert!(matches!(e, ApiError::InvalidRequest(_)), "{bad}: {e:?}");
+        }
+        assert_eq!(MAX_PAGE, 1000, "the limit message names 1000");
     }
 
     #[test]

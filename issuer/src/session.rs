@@ -27,10 +27,19 @@
 //!   configured grace window of the first use, where a sibling is issued.
 //! - **Logout** revokes the token's family; **logout-all** revokes every
 //!   family of the access token's subject.
+//! - **Revocation events** ([`crate::store::RevocationTarget`]) stop access
+//!   tokens already issued, through the feed verifiers follow
+//!   ([`Sessions::revocations`]): logout records a session event (the
+//!   family, the tokens' `sid`) in the same write as the family's
+//!   revocation; logout-all and refresh-token reuse record a subject event
+//!   ([`Sessions::revoke_subject`]): every token of the user issued before
+//!   `now + 1` is revoked, and the user's `tokens_valid_after` moves there,
+//!   so tokens minted afterwards carry `iat >= before`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use token_core::revocation::FeedPage;
 use token_core::{AccessClaims, Audience, Verifier, VerifierConfig};
 use tracing::{debug, info, warn};
 
@@ -38,8 +47,25 @@ use crate::attempts::{ACCOUNT_ADDRESS, ADDRESS, AttemptKeys, AttemptPolicy, Clie
 use crate::config::IssuerConfig;
 use crate::keys::KeyRing;
 use crate::password::{HashError, PasswordHasher, Verification};
-use crate::store::{AttemptOutcome, Family, NewRefresh, NewUser, RotateOutcome, Store, StoreError, UserRecord};
+use crate::store::{
+    AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, RevocationEvent, RevocationTarget, RotateOutcome, Store,
+    StoreError, UserRecord, new_event_id,
+};
 use crate::tokens::{RandomError, hash_refresh_token, new_refresh_token, random_id};
+
+/// What a revocation event adds to the access-token lifetime before it can
+/// be dropped: the verifiers' clock leeway (60 s by default) with room to
+/// spare.
+pub const REVOCATION_LEEWAY_SECS: u64 = 120;
+
+/// The feed time of an event written at `now` (whole seconds): the last
+/// millisecond of that second. Never earlier than the moment the write
+/// started, which is what the feed's settle window needs (an event time
+/// earlier than its write could be passed by a reader's cursor before it
+/// commits).
+fn event_time_ms(now: u64) -> u64 {
+    now.saturating_mul(1000).saturating_add(999)
+}
 
 /// Credentials, validated by the HTTP layer ([`crate::validate`]): the
 /// normalised email address and the password as sent. `Debug` never prints
@@ -356,7 +382,20 @@ impl<S: Store> Sessions<S> {
                     }
                     return Err(SessionError::InvalidRefreshToken);
                 }
-                self.store.revoke_family(&family.family_id, now).await?;
+                // The family is revoked, and with it every access token of
+                // the user issued so far (a stolen token may have been used
+                // elsewhere too), in one write; of concurrent presentations
+                // one records. The user's other sessions refresh into tokens
+                // that are not revoked.
+                let event = self.revocation_event(
+                    RevocationTarget::Subject {
+                        user_id: family.user_id.clone(),
+                        before: now.saturating_add(1),
+                        family_id: Some(family.family_id.clone()),
+                    },
+                    now,
+                )?;
+                let recorded = self.store.record_revocation(&event, now).await?;
                 warn!(
                     target: "audit",
                     event = "refresh_token_reuse",
@@ -364,15 +403,18 @@ impl<S: Store> Sessions<S> {
                     family_id = %family.family_id,
                     used_at,
                     now,
-                    "refresh token reuse: family revoked"
+                    revocation_event = recorded.then_some(event.event_id.as_str()),
+                    "refresh token reuse: family and access tokens revoked"
                 );
                 Err(SessionError::InvalidRefreshToken)
             }
         }
     }
 
-    /// Revokes the session (token family) of `refresh_token`, if it is one.
-    /// Idempotent: no token or an unknown one is not an error.
+    /// Revokes the session (token family) of `refresh_token`, if it is one,
+    /// and records a session event for its access tokens in the same write.
+    /// Idempotent: no token, an unknown one or an already revoked session is
+    /// not an error (and records nothing).
     ///
     /// # Errors
     /// A store failure.
@@ -380,8 +422,20 @@ impl<S: Store> Sessions<S> {
         if let Some(token) = refresh_token
             && let Some((_, family)) = self.store.get_refresh(&hash_refresh_token(token)).await?
         {
-            self.store.revoke_family(&family.family_id, now).await?;
-            info!(target: "audit", event = "logout", user_id = %family.user_id, family_id = %family.family_id, "logout");
+            let event =
+                self.revocation_event(RevocationTarget::Session { family_id: family.family_id.clone() }, now)?;
+            if self.store.record_revocation(&event, now).await? {
+                info!(
+                    target: "audit",
+                    event = "logout",
+                    user_id = %family.user_id,
+                    family_id = %family.family_id,
+                    revocation_event = %event.event_id,
+                    "logout"
+                );
+            } else {
+                debug!(family_id = %family.family_id, "logout of a session already revoked");
+            }
         }
         Ok(())
     }
@@ -400,9 +454,88 @@ impl<S: Store> Sessions<S> {
                 SessionError::InvalidAccessToken
             }
         })?;
-        let revoked = self.store.revoke_user_families(verified.sub(), now).await?;
-        info!(target: "audit", event = "logout_all", user_id = %verified.sub(), revoked, "all sessions revoked");
+        // A token revoked by an earlier subject revocation cannot ask for
+        // another one (one event per token, not one per request).
+        let user = self.store.get_user(verified.sub()).await?.ok_or(SessionError::InvalidAccessToken)?;
+        if verified.iat() < user.tokens_valid_after {
+            debug!("bearer token refused: revoked by an earlier logout-all");
+            return Err(SessionError::InvalidAccessToken);
+        }
+        let revoked = self.revoke_subject(&user.user_id, now).await?;
+        info!(target: "audit", event = "logout_all", user_id = %user.user_id, revoked, "all sessions revoked");
         Ok(revoked)
+    }
+
+    /// Revokes everything of a user: every refresh-token family, then every
+    /// access token issued up to `now` (a subject event with
+    /// `before = now + 1`, and `tokens_valid_after` raised to it in the same
+    /// write). Logout-all calls it; a password change or an account disable
+    /// will too. Returns how many families were active.
+    ///
+    /// The order matters: with the families revoked first, no refresh can
+    /// mint a token after the event that the event does not cover. Both
+    /// steps are idempotent, so a retry after a failure finishes the job.
+    ///
+    /// # Errors
+    /// A store failure (some families may be revoked already; retry).
+    pub async fn revoke_subject(&self, user_id: &str, now: u64) -> Result<u32, SessionError> {
+        let revoked = self.store.revoke_user_families(user_id, now).await?;
+        let event = self.revocation_event(
+            RevocationTarget::Subject { user_id: user_id.to_owned(), before: now.saturating_add(1), family_id: None },
+            now,
+        )?;
+        self.store.record_revocation(&event, now).await?;
+        info!(
+            target: "audit",
+            event = "subject_revoked",
+            user_id = %user_id,
+            revoked_sessions = revoked,
+            revocation_event = %event.event_id,
+            "access tokens revoked"
+        );
+        Ok(revoked)
+    }
+
+    /// How long an event lives: the access-token lifetime plus
+    /// [`REVOCATION_LEEWAY_SECS`].
+    pub fn revocation_life_secs(&self) -> u64 {
+        self.rules.access_ttl_secs.saturating_add(REVOCATION_LEEWAY_SECS)
+    }
+
+    /// A revocation event written at `now`.
+    fn revocation_event(&self, target: RevocationTarget, now: u64) -> Result<RevocationEvent, SessionError> {
+        Ok(RevocationEvent {
+            event_id: new_event_id().map_err(|_| SessionError::Random)?,
+            time_ms: event_time_ms(now),
+            until: now.saturating_add(self.revocation_life_secs()),
+            target,
+        })
+    }
+
+    /// One page of the revocation feed at `now_ms` (milliseconds): live
+    /// events after `after` (`None`: every live event), at most `limit`.
+    /// Positions older than one event lifetime hold only expired events and
+    /// are skipped, so a first fetch or a stale cursor reads no dead events.
+    ///
+    /// `now_ms` must not be ahead of the real time (a clock in whole seconds
+    /// times 1000 is fine): the feed's settle window counts from it.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn revocations(
+        &self,
+        after: Option<&FeedCursor>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<FeedPage, SessionError> {
+        // Events written before this position have expired at `now_ms`.
+        let horizon = FeedCursor::at(now_ms.saturating_sub(self.revocation_life_secs().saturating_mul(1000)));
+        let start = match after {
+            Some(a) if *a > horizon => a.clone(),
+            _ => horizon,
+        };
+        let page = self.store.revocations_after(Some(&start), limit, now_ms).await?;
+        Ok(FeedPage { events: page.events, next: page.next.to_string(), more: page.more, as_of_ms: page.as_of_ms })
     }
 
     /// A new family with its first refresh token, and the tokens.
@@ -446,7 +579,10 @@ impl<S: Store> Sessions<S> {
             sub: user.user_id.clone(),
             aud: self.rules.audience.clone(),
             exp: now.saturating_add(self.rules.access_ttl_secs),
-            iat: now,
+            // Never below the user's last subject revocation (`now + 1` of
+            // a logout-all in this very second): verifiers accept an `iat`
+            // up to their leeway ahead.
+            iat: now.max(user.tokens_valid_after),
             nbf: None,
             jti: random_id()?,
             scope: user.scope.clone(),

@@ -22,8 +22,8 @@ use issuer::session::{Credentials, Issued, SessionError, SessionRules, Sessions}
 use issuer::store::dynamo::{DynamoConfig, DynamoStore};
 use issuer::store::sqlite::{SqliteOptions, SqliteStore};
 use issuer::store::{
-    AttemptCounter, AttemptOutcome, Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError,
-    UserRecord,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, RefreshRecord, RevocationEvent,
+    RevocationPage, RotateOutcome, Store, StoreError, UserRecord,
 };
 use token_core::{Algorithm, Audience};
 
@@ -122,6 +122,19 @@ impl<S: Store> Store for Counting<S> {
     async fn clear_attempts(&self, counter: &AttemptCounter, now: u64) -> Result<(), StoreError> {
         self.note("clear_attempts");
         self.inner.clear_attempts(counter, now).await
+    }
+    async fn record_revocation(&self, event: &RevocationEvent, now: u64) -> Result<bool, StoreError> {
+        self.note("record_revocation");
+        self.inner.record_revocation(event, now).await
+    }
+    async fn revocations_after(
+        &self,
+        after: Option<&FeedCursor>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<RevocationPage, StoreError> {
+        self.note("revocations_after");
+        self.inner.revocations_after(after, limit, now_ms).await
     }
 }
 

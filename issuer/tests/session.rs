@@ -14,6 +14,8 @@ use issuer::keys::KeyRing;
 use issuer::password::PasswordHasher;
 use issuer::session::{Credentials, SessionError, SessionRules, Sessions};
 use issuer::store::sqlite::{SqliteOptions, SqliteStore};
+use issuer::store::{FeedCursor, Store};
+use token_core::revocation::{FeedEvent, MAX_PAGE, RevocationId};
 use token_core::{Algorithm, Audience, Verifier, VerifierConfig};
 
 const ISS: &str = "https://issuer.test";
@@ -206,4 +208,193 @@ async fn logout_revokes_one_session_and_logout_all_every_session() {
     assert!(matches!(e, SessionError::InvalidAccessToken), "{e:?}");
     let e = f.sessions.logout_all(&b2.access_token, T0 + 4 + 900 + 120).await.unwrap_err();
     assert!(matches!(e, SessionError::InvalidAccessToken), "expired: {e:?}");
+}
+
+/// The claims of a JWT, decoded without verification (the test reads what
+/// the issuer put there).
+fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+fn sid_of(jwt: &str) -> String {
+    claims(jwt)["sid"].as_str().expect("sid claim").to_owned()
+}
+
+/// Every event of the feed at `now` (seconds), following `more`.
+async fn feed_at(f: &Fixture, now: u64) -> Vec<FeedEvent> {
+    let mut events = Vec::new();
+    let mut after = None;
+    loop {
+        let page = f.sessions.revocations(after.as_ref(), MAX_PAGE, now * 1000).await.unwrap();
+        events.extend(page.events);
+        if !page.more {
+            return events;
+        }
+        after = Some(page.next.parse::<FeedCursor>().unwrap());
+    }
+}
+
+#[tokio::test]
+async fn logout_records_one_session_event_for_that_session_only() {
+    let f = fixture("logout-event", 0);
+    let user_id = f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
+    let a = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
+    let b = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
+    let (sid_a, sid_b) = (sid_of(&a.access_token), sid_of(&b.access_token));
+    assert_ne!(sid_a, sid_b, "each login is its own session");
+    f.sessions.logout(Some(&a.refresh_token), T0 + 10).await.unwrap();
+    // Again: the session is revoked already, nothing more is recorded.
+    f.sessions.logout(Some(&a.refresh_token), T0 + 11).await.unwrap();
+
+    // Not listed before it settles, listed after.
+    assert!(feed_at(&f, T0 + 10).await.is_empty(), "younger than the settle window");
+    let events = feed_at(&f, T0 + 12).await;
+    let until = T0 + 10 + 900 + 120;
+    assert_eq!(events, vec![FeedEvent::Session { id: RevocationId::session(&sid_a), until }]);
+    let json = serde_json::to_string(&events).unwrap();
+    for clear in [&sid_a, &sid_b, &user_id] {
+        assert!(!json.contains(clear.as_str()), "identifier in clear: {json}");
+    }
+    // The other session goes on (positive control) and is not in the feed.
+    f.sessions.refresh(&b.refresh_token, T0 + 12).await.unwrap();
+    assert!(!events.iter().any(|e| matches!(e, FeedEvent::Session { id, .. } if *id == RevocationId::session(&sid_b))));
+    // Once its tokens have expired, the event is gone from the feed.
+    assert!(feed_at(&f, until).await.is_empty(), "expired");
+    assert_eq!(feed_at(&f, until - 1).await.len(), 1, "one second earlier it is listed (control)");
+}
+
+#[tokio::test]
+async fn logout_all_records_a_subject_event_and_later_tokens_are_not_covered() {
+    let f = fixture("logout-all-event", 0);
+    let user_id = f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
+    let a = f.sessions.login(creds("ada@example.com", PW), here(), T0 + 100).await.unwrap();
+    assert_eq!(claims(&a.access_token)["iat"], T0 + 100);
+    let revoked = f.sessions.logout_all(&a.access_token, T0 + 100).await.unwrap();
+    assert_eq!(revoked, 1);
+    let before = T0 + 101;
+    let events = feed_at(&f, T0 + 102).await;
+    assert_eq!(
+        events,
+        vec![FeedEvent::Subject { id: RevocationId::subject(&user_id), before, until: T0 + 100 + 900 + 120 }]
+    );
+    assert!(!serde_json::to_string(&events).unwrap().contains(&user_id), "user id in clear");
+    // The old token is covered (iat < before); a login in the same second
+    // mints iat = before, which is not, and verifies (iat within leeway).
+    assert!(claims(&a.access_token)["iat"].as_u64().unwrap() < before);
+    let b = f.sessions.login(creds("ada@example.com", PW), here(), T0 + 100).await.unwrap();
+    let iat = claims(&b.access_token)["iat"].as_u64().unwrap();
+    assert!(iat >= before, "iat {iat} must not be below before {before}");
+    f.verifier.verify_at(&b.access_token, Duration::from_secs(T0 + 100)).unwrap();
+    // And a refresh of the new session too.
+    let c = f.sessions.refresh(&b.refresh_token, T0 + 100).await.unwrap();
+    assert!(claims(&c.access_token)["iat"].as_u64().unwrap() >= before);
+    // Later logins simply use the clock.
+    let d = f.sessions.login(creds("ada@example.com", PW), here(), T0 + 200).await.unwrap();
+    assert_eq!(claims(&d.access_token)["iat"], T0 + 200);
+
+    // The revoked token cannot ask for another logout-all (one event per
+    // token, not per request); a token minted after it can.
+    let e = f.sessions.logout_all(&a.access_token, T0 + 150).await.unwrap_err();
+    assert!(matches!(e, SessionError::InvalidAccessToken), "{e:?}");
+    assert_eq!(feed_at(&f, T0 + 152).await.len(), 1, "no second event");
+    f.sessions.logout_all(&d.access_token, T0 + 200).await.unwrap();
+    assert_eq!(feed_at(&f, T0 + 202).await.len(), 2);
+}
+
+#[tokio::test]
+async fn refresh_token_reuse_revokes_the_family_and_the_users_access_tokens() {
+    let f = fixture("reuse-event", 0);
+    let user_id = f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
+    let stolen = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
+    let other = f.sessions.login(creds("ada@example.com", PW), here(), T0).await.unwrap();
+    f.sessions.refresh(&stolen.refresh_token, T0 + 10).await.unwrap();
+    let e = f.sessions.refresh(&stolen.refresh_token, T0 + 20).await.unwrap_err();
+    assert!(matches!(e, SessionError::InvalidRefreshToken), "{e:?}");
+    // Presented again: the family is revoked already, nothing more.
+    f.sessions.refresh(&stolen.refresh_token, T0 + 21).await.unwrap_err();
+    let events = feed_at(&f, T0 + 30).await;
+    assert_eq!(
+        events,
+        vec![FeedEvent::Subject { id: RevocationId::subject(&user_id), before: T0 + 21, until: T0 + 20 + 1020 }]
+    );
+    // The user's other session refreshes into a token the event does not
+    // cover.
+    let renewed = f.sessions.refresh(&other.refresh_token, T0 + 20).await.unwrap();
+    assert!(claims(&renewed.access_token)["iat"].as_u64().unwrap() >= T0 + 21);
+}
+
+#[tokio::test]
+async fn revoke_subject_without_sessions_still_revokes_the_access_tokens() {
+    let f = fixture("revoke-subject", 0);
+    let user_id = f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
+    assert_eq!(f.sessions.revoke_subject(&user_id, T0 + 5).await.unwrap(), 0);
+    let user = f.sessions.store().get_user(&user_id).await.unwrap().unwrap();
+    assert_eq!(user.tokens_valid_after, T0 + 6);
+    assert_eq!(feed_at(&f, T0 + 7).await.len(), 1);
+}
+
+/// 20 logout-alls at once, of 20 users: one subject event each. Of one
+/// user (20 sessions): each call that succeeds records exactly one event and
+/// every family is revoked exactly once; a call whose token another call
+/// revoked first is refused and records nothing.
+#[tokio::test]
+async fn concurrent_logout_alls_record_one_event_each() {
+    let f = Arc::new(fixture("concurrent-logout-all", 0));
+    let mut users = Vec::new();
+    for i in 0..20 {
+        let email = format!("u{i}@example.com");
+        let id = f.sessions.register(creds(&email, PW), T0).await.unwrap();
+        users.push((id, f.sessions.login(creds(&email, PW), here(), T0).await.unwrap()));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, t) in &users {
+        let (f, token) = (Arc::clone(&f), t.access_token.clone());
+        tasks.spawn(async move { f.sessions.logout_all(&token, T0 + 1).await.unwrap() });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap(), 1);
+    }
+    let events = feed_at(&f, T0 + 3).await;
+    assert_eq!(events.len(), 20);
+    for (id, _) in &users {
+        let rid = RevocationId::subject(id);
+        let n = events.iter().filter(|e| matches!(e, FeedEvent::Subject { id, .. } if *id == rid)).count();
+        assert_eq!(n, 1, "one event for each user");
+    }
+
+    // One user, 20 sessions, 20 logout-alls and 20 logouts at once.
+    f.sessions.register(creds("ada@example.com", PW), T0).await.unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..20 {
+        tokens.push(f.sessions.login(creds("ada@example.com", PW), here(), T0 + 10).await.unwrap());
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in tokens {
+        let f = Arc::clone(&f);
+        tasks.spawn(async move {
+            let all = f.sessions.logout_all(&t.access_token, T0 + 11).await;
+            f.sessions.logout(Some(&t.refresh_token), T0 + 11).await.unwrap();
+            all
+        });
+    }
+    let (mut succeeded, mut revoked) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(n) => {
+                succeeded += 1;
+                revoked += n;
+            }
+            Err(SessionError::InvalidAccessToken) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert!(succeeded >= 1);
+    let events = feed_at(&f, T0 + 13).await;
+    let subjects = events.iter().filter(|e| matches!(e, FeedEvent::Subject { before, .. } if *before == T0 + 12));
+    assert_eq!(subjects.count(), succeeded, "one subject event per successful logout-all");
+    let sessions = events.iter().filter(|e| matches!(e, FeedEvent::Session { .. })).count();
+    assert_eq!(revoked as usize + sessions, 20, "each family revoked once: by a logout-all or by its logout");
 }

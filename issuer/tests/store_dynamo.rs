@@ -21,7 +21,10 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ProjectionType, TimeToLiveStatus};
 use issuer::store::conformance::{REFRESH_TTL, SESSION_MAX, fresh_id, wall_clock};
 use issuer::store::dynamo::{DynamoConfig, DynamoStore, EMAIL_INDEX, FAMILY_USER_INDEX};
-use issuer::store::{Family, NewRefresh, NewUser, RotateOutcome, Store, StoreError};
+use issuer::store::{
+    Family, FeedCursor, NewRefresh, NewUser, RevocationEvent, RevocationTarget, RotateOutcome, Store, StoreError,
+    new_event_id,
+};
 
 use fault_proxy::{Fault, FaultProxy};
 
@@ -29,8 +32,12 @@ const MISSING_ENDPOINT: &str = "DYNAMODB_ENDPOINT is not set: run scripts/test.s
      DynamoDB-compatible server (moto), or point it at one";
 
 /// Behaviours that race requests against one item (see the module doc).
-const RACING: &[&str] =
-    &["email_taken_writes_nothing", "concurrent_failures_all_count", "concurrent_rotations_one_winner"];
+const RACING: &[&str] = &[
+    "email_taken_writes_nothing",
+    "concurrent_failures_all_count",
+    "concurrent_rotations_one_winner",
+    "concurrent_revocations_record_once_each",
+];
 
 fn endpoint() -> String {
     match std::env::var("DYNAMODB_ENDPOINT") {
@@ -64,6 +71,7 @@ fn config_for(prefix: &str, endpoint: &str) -> DynamoConfig {
     DynamoConfig {
         users_table: format!("{prefix}-Users"),
         refresh_table: format!("{prefix}-RefreshTokens"),
+        revocations_table: format!("{prefix}-Revocations"),
         endpoint: Some(endpoint.to_owned()),
         ..DynamoConfig::default()
     }
@@ -174,7 +182,7 @@ async fn create_tables_follows_the_design_and_is_idempotent() {
     assert_eq!(projection.projection_type(), Some(&ProjectionType::Include));
     let mut projected = projection.non_key_attributes().to_vec();
     projected.sort();
-    assert_eq!(projected, ["failedLogins", "lockedUntil", "passwordHash", "scope", "userId"]);
+    assert_eq!(projected, ["failedLogins", "lockedUntil", "passwordHash", "scope", "tokensValidAfter", "userId"]);
 
     let refresh = client.describe_table().table_name(store.refresh_table()).send().await.unwrap();
     let refresh = refresh.table().unwrap();
@@ -185,10 +193,21 @@ async fn create_tables_follows_the_design_and_is_idempotent() {
     assert_eq!(gsis[0].key_schema()[0].attribute_name(), "familyUser");
     assert_eq!(gsis[0].projection().unwrap().projection_type(), Some(&ProjectionType::KeysOnly));
 
-    let ttl = client.describe_time_to_live().table_name(store.refresh_table()).send().await.unwrap();
-    let ttl = ttl.time_to_live_description().unwrap();
-    assert_eq!(ttl.attribute_name(), Some("expiresAt"));
-    assert!(matches!(ttl.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)));
+    let revocations = client.describe_table().table_name(store.revocations_table()).send().await.unwrap();
+    let revocations = revocations.table().unwrap();
+    let key: Vec<_> = revocations.key_schema().iter().map(|k| (k.attribute_name(), k.key_type().clone())).collect();
+    assert_eq!(key, [("pk", KeyType::Hash), ("sk", KeyType::Range)]);
+    assert!(revocations.global_secondary_indexes().is_empty(), "no index: read by key only");
+
+    for table in [store.refresh_table(), store.revocations_table()] {
+        let ttl = client.describe_time_to_live().table_name(table).send().await.unwrap();
+        let ttl = ttl.time_to_live_description().unwrap();
+        assert_eq!(ttl.attribute_name(), Some("expiresAt"), "{table}");
+        assert!(
+            matches!(ttl.time_to_live_status(), Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)),
+            "{table}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -223,6 +242,95 @@ async fn items_follow_the_design() {
     let fam = get(store.refresh_table().to_owned(), format!("FAMILY#{}", family.family_id)).await;
     assert_eq!(fam.get("familyUser"), Some(&s(&family.user_id)));
     assert_eq!(fam.get("expiresAt"), Some(&n(family.expires_at)));
+}
+
+// ------------------------------------------------------------ revocation feed
+
+fn subject_event(user_id: &str, time_ms: u64, until: u64) -> RevocationEvent {
+    RevocationEvent {
+        event_id: new_event_id().unwrap(),
+        time_ms,
+        until,
+        target: RevocationTarget::Subject { user_id: user_id.to_owned(), before: time_ms / 1000 + 1, family_id: None },
+    }
+}
+
+/// Event items: hour partition, time-ordered sort key, hashed id, TTL on
+/// `expiresAt`; the user's `tokensValidAfter` in the same write. No user or
+/// family id in clear.
+#[tokio::test]
+async fn revocation_items_follow_the_design() {
+    let store = fresh_store("revocation-items").await;
+    let user = new_user();
+    store.create_user(&user).await.unwrap();
+    let now = wall_clock();
+    let event = subject_event(&user.user_id, now * 1000 + 999, now + 1020);
+    assert!(store.record_revocation(&event, now).await.unwrap());
+    let out = store.client().scan().table_name(store.revocations_table()).send().await.unwrap();
+    let items = out.items();
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    let pk = format!("REVOKE#{}", (now * 1000 + 999) / 3_600_000);
+    assert_eq!(item.get("pk"), Some(&AttributeValue::S(pk)));
+    assert_eq!(item.get("sk"), Some(&AttributeValue::S(format!("{:013}#{}", now * 1000 + 999, event.event_id))));
+    assert_eq!(item.get("k"), Some(&AttributeValue::S("subject".into())));
+    let rid = token_core::revocation::RevocationId::subject(&user.user_id);
+    assert_eq!(item.get("rid"), Some(&AttributeValue::B(rid.0.to_vec().into())));
+    assert_eq!(item.get("before"), Some(&AttributeValue::N((now + 1).to_string())));
+    assert_eq!(item.get("expiresAt"), Some(&AttributeValue::N((now + 1020).to_string())));
+    assert!(!format!("{item:?}").contains(&user.user_id), "no user id in clear: {item:?}");
+    let user_item = store
+        .client()
+        .get_item()
+        .table_name(store.users_table())
+        .key("pk", AttributeValue::S(format!("USER#{}", user.user_id)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(user_item.get("tokensValidAfter"), Some(&AttributeValue::N((now + 1).to_string())));
+}
+
+/// A page costs one `Query` per hour bucket between the cursor and
+/// `as_of`: one when the cursor is in the current hour, two from the
+/// previous hour, and a page cut short by `limit` stops querying. Never a
+/// scan: the count is of `Query` requests, and the listing is complete.
+#[tokio::test]
+async fn feed_pages_cost_one_query_per_hour_bucket() {
+    let store = fresh_store("feed-queries").await;
+    let user = new_user();
+    store.create_user(&user).await.unwrap();
+    let now = wall_clock();
+    // `now_ms` five minutes into an hour, so the cases below are exact.
+    let now_ms = (now * 1000 / 3_600_000) * 3_600_000 + 300_000;
+    let until = now + 3600;
+    for t in [now_ms - 3_600_000, now_ms - 4_000, now_ms - 3_000, now_ms - 2_000] {
+        assert!(store.record_revocation(&subject_event(&user.user_id, t, until), now).await.unwrap());
+    }
+    let queries = |before: u64| store.feed_queries() - before;
+
+    let q = store.feed_queries();
+    let page = store.revocations_after(Some(&FeedCursor::at(now_ms - 4_500)), 1000, now_ms).await.unwrap();
+    assert_eq!((page.events.len(), page.more, queries(q)), (3, false, 1), "cursor in this hour: one query");
+
+    let q = store.feed_queries();
+    let from = FeedCursor::at(now_ms - 3_600_000 - 10_000);
+    let page = store.revocations_after(Some(&from), 1000, now_ms).await.unwrap();
+    assert_eq!((page.events.len(), page.more, queries(q)), (4, false, 2), "from the previous hour: two");
+
+    let q = store.feed_queries();
+    let page = store.revocations_after(Some(&from), 1, now_ms).await.unwrap();
+    assert_eq!((page.events.len(), page.more, queries(q)), (1, true, 1), "a full page stops querying");
+
+    let q = store.feed_queries();
+    let page = store.revocations_after(Some(&page.next), 1000, now_ms).await.unwrap();
+    assert_eq!((page.events.len(), page.more, queries(q)), (3, false, 2), "the rest");
+
+    // Caught up: the next cursor is in this hour whatever happened before.
+    let q = store.feed_queries();
+    let page = store.revocations_after(Some(&page.next), 1000, now_ms + 1_000).await.unwrap();
+    assert_eq!((page.events.len(), page.more, queries(q)), (0, false, 1), "caught up: one query");
 }
 
 // ------------------------------------------------------------ outages

@@ -30,8 +30,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use token_core::revocation::{FeedEvent, RevocationId};
+
 use super::{
-    AttemptCounter, AttemptOutcome, Family, NewRefresh, NewUser, RotateOutcome, Store, StoreError, UserRecord,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, REVOCATION_SETTLE_MS, RevocationEvent,
+    RevocationPage, RevocationTarget, RotateOutcome, Store, StoreError, UserRecord, new_event_id,
 };
 
 /// Lock threshold the suite uses where it does not vary it (Cognito's 5).
@@ -44,6 +47,8 @@ pub const REFRESH_TTL: u64 = 30 * 24 * 3600;
 pub const SESSION_MAX: u64 = 90 * 24 * 3600;
 /// How many rotations of one token race in [`concurrent_rotations_one_winner`].
 pub const RACERS: usize = 50;
+/// How many revocations race in [`concurrent_revocations_record_once_each`].
+pub const RACERS_REVOKE: usize = 20;
 
 /// Runs every behaviour of the suite, one after the other.
 pub async fn run_all<S: Store>(store: Arc<S>) {
@@ -72,6 +77,13 @@ pub async fn run_all<S: Store>(store: Arc<S>) {
     attempts_are_all_or_nothing(&store).await;
     concurrent_attempts_grant_at_most_the_limit(&store).await;
     clear_attempts_opens_the_window(&store).await;
+    revocations_list_in_order_with_paging(&store).await;
+    revocations_after_a_cursor_are_newer(&store).await;
+    unsettled_revocations_are_listed_later(&store).await;
+    expired_revocations_are_not_listed(&store).await;
+    session_revocation_revokes_the_family_once(&store).await;
+    subject_revocation_raises_tokens_valid_after(&store).await;
+    concurrent_revocations_record_once_each(&store).await;
 }
 
 /// Generates one `#[tokio::test]` per behaviour of the suite.
@@ -107,6 +119,13 @@ macro_rules! store_conformance_tests {
             attempts_are_limited_per_window,
             attempts_are_all_or_nothing,
             clear_attempts_opens_the_window,
+            revocations_list_in_order_with_paging,
+            revocations_after_a_cursor_are_newer,
+            unsettled_revocations_are_listed_later,
+            expired_revocations_are_not_listed,
+            session_revocation_revokes_the_family_once,
+            subject_revocation_raises_tokens_valid_after,
+            concurrent_revocations_record_once_each,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -169,6 +188,7 @@ fn expected_record(user: &NewUser, failed_logins: u32, locked_until: u64) -> Use
         scope: user.scope.clone(),
         failed_logins,
         locked_until,
+        tokens_valid_after: 0,
     }
 }
 
@@ -754,4 +774,286 @@ pub async fn clear_attempts_opens_the_window<S: Store>(store: &Arc<S>) {
         AttemptOutcome::Granted
     );
     ok(store.clear_attempts(&counter(1, 60), now).await, "clear of an unknown counter");
+}
+
+// ------------------------------------------------------ revocation feed
+
+fn subject_event(user_id: &str, time_ms: u64, before: u64, until: u64) -> RevocationEvent {
+    RevocationEvent {
+        event_id: ok(new_event_id(), "new_event_id"),
+        time_ms,
+        until,
+        target: RevocationTarget::Subject { user_id: user_id.to_owned(), before, family_id: None },
+    }
+}
+
+fn session_event(family_id: &str, time_ms: u64, until: u64) -> RevocationEvent {
+    RevocationEvent {
+        event_id: ok(new_event_id(), "new_event_id"),
+        time_ms,
+        until,
+        target: RevocationTarget::Session { family_id: family_id.to_owned() },
+    }
+}
+
+/// Everything the feed lists after `after` at `now_ms`, following `more`
+/// page by page; checks that pages are at most `limit` long and that
+/// cursors only move forward. Returns the events and the last page.
+async fn read_feed<S: Store>(
+    store: &S,
+    after: Option<FeedCursor>,
+    limit: usize,
+    now_ms: u64,
+) -> (Vec<FeedEvent>, RevocationPage) {
+    let mut events = Vec::new();
+    let mut cursor = after;
+    for _ in 0..10_000 {
+        let page = ok(store.revocations_after(cursor.as_ref(), limit, now_ms).await, "revocations_after");
+        assert!(page.events.len() <= limit, "a page of {} events for limit {limit}", page.events.len());
+        if let Some(c) = &cursor {
+            assert!(page.next >= *c, "the cursor went back: {c} -> {}", page.next);
+        }
+        events.extend(page.events.iter().copied());
+        if !page.more {
+            return (events, page);
+        }
+        cursor = Some(page.next.clone());
+    }
+    panic!("the feed never said more: false");
+}
+
+/// The `before` values of the subject events of `user_id`, in feed order.
+fn befores_of(events: &[FeedEvent], user_id: &str) -> Vec<u64> {
+    let id = RevocationId::subject(user_id);
+    events
+        .iter()
+        .filter_map(|e| match *e {
+            FeedEvent::Subject { id: i, before, .. } if i == id => Some(before),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Events are listed in `(time_ms, event_id)` order, across hour buckets,
+/// page by page, each exactly once, whatever the order they were written
+/// in; an event exactly at `as_of_ms` is listed.
+pub async fn revocations_list_in_order_with_paging<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let base = now_ms - 2 * 3_600_000 - 17;
+    let user = registered(store.as_ref()).await;
+    let times = [
+        base,
+        base + 1,
+        base + 1,
+        base + 3_600_000,
+        base + 3_600_005,
+        now_ms - 5000,
+        now_ms - 5000,
+        now_ms - 2000,
+        now_ms - REVOCATION_SETTLE_MS,
+    ];
+    // `before` numbers the events; written in reverse order.
+    let mut written: Vec<RevocationEvent> =
+        times.iter().enumerate().map(|(i, t)| subject_event(&user.user_id, *t, i as u64, now + 1000)).collect();
+    for e in written.iter().rev() {
+        assert!(ok(store.record_revocation(e, now).await, "record_revocation"), "recorded");
+    }
+    written.sort_by(|a, b| (a.time_ms, &a.event_id).cmp(&(b.time_ms, &b.event_id)));
+    let expected: Vec<u64> = written
+        .iter()
+        .map(|e| match e.target {
+            RevocationTarget::Subject { before, .. } => before,
+            RevocationTarget::Session { .. } => unreachable!(),
+        })
+        .collect();
+
+    for limit in [1, 2, 4, 1000] {
+        let (events, last) = read_feed(store.as_ref(), Some(FeedCursor::at(base)), limit, now_ms).await;
+        assert_eq!(befores_of(&events, &user.user_id), expected, "limit {limit}: every event once, in order");
+        assert_eq!(last.as_of_ms, now_ms - REVOCATION_SETTLE_MS);
+        assert_eq!(last.next, FeedCursor::at(now_ms - REVOCATION_SETTLE_MS + 1), "limit {limit}");
+    }
+    // From the start (no cursor): the same.
+    let (events, _) = read_feed(store.as_ref(), None, 3, now_ms).await;
+    assert_eq!(befores_of(&events, &user.user_id), expected, "no cursor");
+    // The feed names the user hashed, never in clear.
+    assert!(events.iter().all(|e| !format!("{e:?}").contains(&user.user_id)));
+}
+
+/// After a cursor the feed lists only what comes after it: from the middle
+/// of the listing, and from the end of a complete listing (nothing, then
+/// what was written since).
+pub async fn revocations_after_a_cursor_are_newer<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let user = registered(store.as_ref()).await;
+    for (i, t) in [now_ms - 9000, now_ms - 8000, now_ms - 7000].into_iter().enumerate() {
+        ok(store.record_revocation(&subject_event(&user.user_id, t, i as u64, now + 1000), now).await, "record");
+    }
+    let from = Some(FeedCursor::at(now_ms - 10_000));
+    let first = ok(store.revocations_after(from.as_ref(), 1, now_ms).await, "revocations_after");
+    assert_eq!(befores_of(&first.events, &user.user_id), vec![0]);
+    assert!(first.more);
+    let (rest, end) = read_feed(store.as_ref(), Some(first.next.clone()), 1000, now_ms).await;
+    assert_eq!(befores_of(&rest, &user.user_id), vec![1, 2], "only the events after the cursor");
+
+    let (nothing, again) = read_feed(store.as_ref(), Some(end.next.clone()), 1000, now_ms).await;
+    assert_eq!(befores_of(&nothing, &user.user_id), Vec::<u64>::new(), "nothing new");
+    assert_eq!(again.next, end.next);
+    let later = now_ms + 500;
+    ok(store.record_revocation(&subject_event(&user.user_id, later, 3, now + 1000), now).await, "record");
+    let (new, _) = read_feed(store.as_ref(), Some(end.next), 1000, later + REVOCATION_SETTLE_MS).await;
+    assert_eq!(befores_of(&new, &user.user_id), vec![3], "exactly the new event");
+}
+
+/// Events younger than [`REVOCATION_SETTLE_MS`] are not listed yet and
+/// `as_of_ms` stays before them; a writer that races the reader (its event
+/// time just after the reader's `as_of_ms`, committed after the read) is
+/// listed by the next read from the cursor the first one returned.
+pub async fn unsettled_revocations_are_listed_later<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let user = registered(store.as_ref()).await;
+    let as_of = now_ms - REVOCATION_SETTLE_MS;
+    ok(store.record_revocation(&subject_event(&user.user_id, as_of, 0, now + 1000), now).await, "record");
+    ok(store.record_revocation(&subject_event(&user.user_id, as_of + 1, 1, now + 1000), now).await, "record");
+    let (events, page) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 10_000)), 1000, now_ms).await;
+    assert_eq!(befores_of(&events, &user.user_id), vec![0], "settled: listed; younger: not yet");
+    assert_eq!(page.as_of_ms, as_of, "as_of_ms does not pass the unsettled event");
+    assert!(page.next < FeedCursor::at(as_of + 1) || page.next == FeedCursor::at(as_of + 1));
+
+    // The racing writer: started after the reader's cutoff, committed now.
+    ok(store.record_revocation(&subject_event(&user.user_id, as_of + 1, 2, now + 1000), now).await, "record");
+    let (later, _) = read_feed(store.as_ref(), Some(page.next), 1000, now_ms + REVOCATION_SETTLE_MS).await;
+    let mut got = befores_of(&later, &user.user_id);
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2], "both later events, the first one not again");
+}
+
+/// An event whose `until` has passed is not listed (TTL deletion is late);
+/// one second before, it is.
+pub async fn expired_revocations_are_not_listed<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000 + 500;
+    let user = registered(store.as_ref()).await;
+    // Written a while ago (so no sweep at write time), expiring now.
+    let then = now - 60;
+    ok(store.record_revocation(&subject_event(&user.user_id, then * 1000, 0, now), then).await, "record");
+    ok(store.record_revocation(&subject_event(&user.user_id, then * 1000 + 1, 1, now + 1), then).await, "record");
+    for limit in [1, 1000] {
+        let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(then * 1000 - 1)), limit, now_ms).await;
+        assert_eq!(befores_of(&events, &user.user_id), vec![1], "limit {limit}: the expired event is left out");
+    }
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(then * 1000 - 1)), 1000, now_ms - 1000).await;
+    assert_eq!(befores_of(&events, &user.user_id), vec![0, 1], "a second earlier both are live (control)");
+}
+
+/// A session event revokes its family in the same write, once: again, for
+/// an unknown family or a revoked one, nothing is recorded. The feed names
+/// the family hashed.
+pub async fn session_revocation_revokes_the_family_once<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let (family, first) = session(store.as_ref(), &fresh_id("user"), now - 10).await;
+    let e = session_event(&family.family_id, now_ms - 5000, now + 1000);
+    assert!(ok(store.record_revocation(&e, now - 5).await, "record_revocation"), "first logout records");
+    let (_, read) = ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("kept"));
+    assert_eq!(read.revoked_at, Some(now - 5), "the family is revoked in the same write");
+    let again = session_event(&family.family_id, now_ms - 4000, now + 1000);
+    assert!(!ok(store.record_revocation(&again, now - 4).await, "record_revocation"), "second logout: nothing");
+    let unknown = session_event(&fresh_id("family"), now_ms - 3000, now + 1000);
+    assert!(!ok(store.record_revocation(&unknown, now - 3).await, "record_revocation"), "unknown family: nothing");
+
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 6000)), 1000, now_ms).await;
+    let id = RevocationId::session(&family.family_id);
+    let mine: Vec<_> = events.iter().filter(|e| matches!(e, FeedEvent::Session { id: i, .. } if *i == id)).collect();
+    assert_eq!(mine, vec![&FeedEvent::Session { id, until: now + 1000 }], "one event, hashed id");
+    let unknown_id = match unknown.target {
+        RevocationTarget::Session { family_id } => RevocationId::session(&family_id),
+        RevocationTarget::Subject { .. } => unreachable!(),
+    };
+    assert!(!events.iter().any(|e| matches!(e, FeedEvent::Session { id: i, .. } if *i == unknown_id)));
+    assert!(!events.iter().any(|e| format!("{e:?}").contains(&family.family_id)), "never in clear");
+}
+
+/// A subject event raises the user's `tokens_valid_after` to `before`,
+/// never lowers it; with a family (reuse detection) it also revokes it,
+/// once.
+pub async fn subject_revocation_raises_tokens_valid_after<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let user = registered(store.as_ref()).await;
+    let read_tva = |u: Option<UserRecord>| u.map(|u| u.tokens_valid_after).unwrap_or_else(|| panic!("user kept"));
+    assert_eq!(read_tva(ok(store.get_user(&user.user_id).await, "get_user")), 0, "none yet");
+    ok(store.record_revocation(&subject_event(&user.user_id, now_ms - 5000, now + 1, now + 1000), now).await, "r");
+    assert_eq!(read_tva(ok(store.get_user(&user.user_id).await, "get_user")), now + 1);
+    let older = subject_event(&user.user_id, now_ms - 4000, now - 100, now + 1000);
+    assert!(ok(store.record_revocation(&older, now).await, "record_revocation"), "recorded all the same");
+    assert_eq!(read_tva(ok(store.get_user(&user.user_id).await, "get_user")), now + 1, "never lowered");
+    let found = ok(store.find_user_by_email(&user.email).await, "find_user_by_email");
+    assert_eq!(found.map(|u| u.tokens_valid_after), Some(now + 1), "by email too");
+
+    let (family, first) = session(store.as_ref(), &user.user_id, now - 10).await;
+    let reuse = RevocationEvent {
+        target: RevocationTarget::Subject {
+            user_id: user.user_id.clone(),
+            before: now + 2,
+            family_id: Some(family.family_id.clone()),
+        },
+        ..subject_event(&user.user_id, now_ms - 3000, 0, now + 1000)
+    };
+    assert!(ok(store.record_revocation(&reuse, now).await, "record_revocation"), "reuse records");
+    let (_, read) = ok(store.get_refresh(&first.token_hash).await, "get_refresh").unwrap_or_else(|| panic!("kept"));
+    assert_eq!(read.revoked_at, Some(now), "the family is revoked in the same write");
+    assert_eq!(read_tva(ok(store.get_user(&user.user_id).await, "get_user")), now + 2);
+    let again = RevocationEvent { event_id: ok(new_event_id(), "id"), time_ms: now_ms - 2000, ..reuse.clone() };
+    assert!(!ok(store.record_revocation(&again, now).await, "record_revocation"), "the family was revoked already");
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 6000)), 1000, now_ms).await;
+    assert_eq!(befores_of(&events, &user.user_id), vec![now + 1, now - 100, now + 2], "three events, in order");
+}
+
+/// Concurrent revocations: 20 subject events (logout-alls) each record one
+/// event; 20 session events for one family (racing logouts) record exactly
+/// one, and the 20 distinct families' events all record.
+pub async fn concurrent_revocations_record_once_each<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let user = registered(store.as_ref()).await;
+    let (family, _) = session(store.as_ref(), &user.user_id, now - 10).await;
+    let mut others = Vec::new();
+    for _ in 0..RACERS_REVOKE {
+        others.push(session(store.as_ref(), &user.user_id, now - 10).await.0);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, other) in others.iter().enumerate() {
+        let s = Arc::clone(store);
+        let subject = subject_event(&user.user_id, now_ms - 3000 + i as u64, now + 1, now + 1000);
+        let same = session_event(&family.family_id, now_ms - 3000, now + 1000);
+        let other = session_event(&other.family_id, now_ms - 2000, now + 1000);
+        tasks.spawn(async move {
+            let (a, b, c) = tokio::join!(
+                s.record_revocation(&subject, now),
+                s.record_revocation(&same, now),
+                s.record_revocation(&other, now)
+            );
+            (ok(a, "subject"), ok(b, "same family"), ok(c, "other family"))
+        });
+    }
+    let (mut subjects, mut same, mut other) = (0, 0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        let (a, b, c) = joined.unwrap_or_else(|e| panic!("task: {e}"));
+        subjects += usize::from(a);
+        same += usize::from(b);
+        other += usize::from(c);
+    }
+    assert_eq!((subjects, same, other), (RACERS_REVOKE, 1, RACERS_REVOKE));
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 4000)), 7, now_ms).await;
+    assert_eq!(befores_of(&events, &user.user_id).len(), RACERS_REVOKE, "one subject event each");
+    let id = RevocationId::session(&family.family_id);
+    let count = events.iter().filter(|e| matches!(e, FeedEvent::Session { id: i, .. } if *i == id)).count();
+    assert_eq!(count, 1, "one event for the family");
+    let ids: HashSet<RevocationId> = others.iter().map(|f| RevocationId::session(&f.family_id)).collect();
+    let count = events.iter().filter(|e| matches!(e, FeedEvent::Session { id, .. } if ids.contains(id))).count();
+    assert_eq!(count, RACERS_REVOKE, "one event per other family");
 }

@@ -9,9 +9,15 @@
 //! and `issuer/tests/store_dynamo.rs`). Every method that writes more than one
 //! record does so atomically: a failure leaves nothing half-written.
 //!
-//! Times are whole seconds since the Unix epoch, passed in by the caller.
+//! Times are whole seconds since the Unix epoch, passed in by the caller,
+//! except the revocation feed's event times and cursors, which are
+//! milliseconds.
 
+use std::fmt;
 use std::future::Future;
+use std::str::FromStr;
+
+use token_core::revocation::{FeedEvent, RevocationId};
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
@@ -61,6 +67,10 @@ pub struct UserRecord {
     pub failed_logins: u32,
     /// Logins are refused until this time (0: not locked).
     pub locked_until: u64,
+    /// Access tokens of this user with `iat` below this are revoked (the
+    /// `before` of the user's last subject revocation; 0: none). The issuer
+    /// never mints one with a lower `iat`.
+    pub tokens_valid_after: u64,
 }
 
 /// A user to create.
@@ -193,6 +203,215 @@ impl AttemptOutcome {
     }
 }
 
+/// The feed lists an event only once it is this old (milliseconds): every
+/// write started before `now - REVOCATION_SETTLE_MS` has committed by now,
+/// so a reader's cursor never passes an event that commits late (concurrent
+/// writers, several issuer instances). See [`Store::revocations_after`].
+pub const REVOCATION_SETTLE_MS: u64 = 1000;
+
+/// How far back the stores look for live revocation events at most: the
+/// longest access-token lifetime the issuer accepts
+/// (`ISSUER_ACCESS_TTL_SECS` <= 86400) plus the verifiers' leeway allowance.
+/// Anything older has expired; this bounds the work of a first fetch or of
+/// a stale cursor.
+pub const REVOCATION_MAX_LIFE_SECS: u64 = 86_400 + 120;
+
+/// What a revocation event revokes, with the identifiers in clear: the
+/// store writes the state change (family revoked, `tokens_valid_after`
+/// raised) in the same atomic write as the event, and stores only the
+/// hashed [`RevocationId`] in the event itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevocationTarget {
+    /// One session (logout): the family is revoked and the event recorded,
+    /// both or neither, and only if the family exists and was not revoked
+    /// yet (a repeated logout records nothing).
+    Session {
+        /// The family (the access tokens' `sid`).
+        family_id: String,
+    },
+    /// Every token of a user issued before `before` (logout-all, refresh
+    /// token reuse, later a password change): the event is recorded and the
+    /// user's `tokens_valid_after` raised to `before` (never lowered).
+    Subject {
+        /// The user (the access tokens' `sub`).
+        user_id: String,
+        /// Tokens with `iat < before` are revoked.
+        before: u64,
+        /// A family revoked in the same write (reuse detection); the event
+        /// is then recorded only if this call revoked it.
+        family_id: Option<String>,
+    },
+}
+
+/// A revocation event to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationEvent {
+    /// Random, 16 lowercase hex digits ([`new_event_id`]); no personal data.
+    pub event_id: String,
+    /// When it was written (milliseconds since the epoch, the writer's
+    /// clock, never earlier than the moment the write started).
+    pub time_ms: u64,
+    /// The entry can be dropped after this time (seconds): the revocation
+    /// time plus the access-token lifetime plus the verifiers' leeway.
+    pub until: u64,
+    /// What it revokes.
+    pub target: RevocationTarget,
+}
+
+impl RevocationEvent {
+    /// The event as the feed shows it: identifiers hashed.
+    pub fn feed_event(&self) -> FeedEvent {
+        match &self.target {
+            RevocationTarget::Session { family_id } => {
+                FeedEvent::Session { id: RevocationId::session(family_id), until: self.until }
+            }
+            RevocationTarget::Subject { user_id, before, .. } => {
+                FeedEvent::Subject { id: RevocationId::subject(user_id), before: *before, until: self.until }
+            }
+        }
+    }
+
+    /// Its position in the feed.
+    pub fn cursor(&self) -> FeedCursor {
+        FeedCursor { time_ms: self.time_ms, event_id: Some(self.event_id.clone()) }
+    }
+}
+
+/// A fresh random event id: 64 random bits as 16 lowercase hex digits.
+///
+/// # Errors
+/// [`StoreError::Unavailable`] if the system random source fails.
+pub fn new_event_id() -> Result<String, StoreError> {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| StoreError::Unavailable("random source failed".into()))?;
+    Ok(format!("{:016x}", u64::from_be_bytes(b)))
+}
+
+/// Length of an event id and of a cursor's time part (hex digits).
+const HEX_LEN: usize = 16;
+
+fn is_lower_hex(s: &str) -> bool {
+    s.len() == HEX_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A position in the feed: events are ordered by `(time_ms, event_id)`, and
+/// a page lists the events strictly after its cursor. Without an event id
+/// the position is before every event of `time_ms` (so `(t, None)` means
+/// "everything before `t` has been listed").
+///
+/// On the wire (opaque to verifiers) it is `<time_ms as 16 hex digits>`
+/// optionally followed by `.<event id>`; [`FromStr`] accepts exactly that.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    /// Milliseconds since the epoch.
+    pub time_ms: u64,
+    /// The last event listed at `time_ms`, if any.
+    pub event_id: Option<String>,
+}
+
+impl FeedCursor {
+    /// The position before every event at or after `time_ms`.
+    pub fn at(time_ms: u64) -> Self {
+        FeedCursor { time_ms, event_id: None }
+    }
+
+    /// Is the event `(time_ms, event_id)` after this position?
+    pub fn precedes(&self, time_ms: u64, event_id: &str) -> bool {
+        match self.time_ms.cmp(&time_ms) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => self.event_id.as_deref().is_none_or(|id| id < event_id),
+        }
+    }
+}
+
+impl fmt::Display for FeedCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.time_ms)?;
+        if let Some(id) = &self.event_id {
+            write!(f, ".{id}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A cursor that is not one the feed gave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a feed cursor: expected 16 hex digits, optionally followed by '.' and 16 hex digits")]
+pub struct CursorError;
+
+impl FromStr for FeedCursor {
+    type Err = CursorError;
+
+    fn from_str(s: &str) -> Result<Self, CursorError> {
+        let (time, id) = match s.split_once('.') {
+            Some((time, id)) => (time, Some(id)),
+            None => (s, None),
+        };
+        if !is_lower_hex(time) || id.is_some_and(|id| !is_lower_hex(id)) {
+            return Err(CursorError);
+        }
+        let time_ms = u64::from_str_radix(time, 16).map_err(|_| CursorError)?;
+        Ok(FeedCursor { time_ms, event_id: id.map(str::to_owned) })
+    }
+}
+
+/// One page of [`Store::revocations_after`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationPage {
+    /// Live events after the cursor, in feed order.
+    pub events: Vec<FeedEvent>,
+    /// Where the next page starts.
+    pub next: FeedCursor,
+    /// Another page may follow at once.
+    pub more: bool,
+    /// With `more: false`, every event up to this time (ms) has been listed:
+    /// `now_ms - REVOCATION_SETTLE_MS`.
+    pub as_of_ms: u64,
+}
+
+/// The bounds of a feed read at `now_ms`, shared by the stores: where the
+/// listing starts (`after`, moved up to the oldest position that can still
+/// hold a live event), the last time it may list (`as_of_ms`), and the page
+/// size (1 to [`token_core::revocation::MAX_PAGE`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FeedWindow {
+    pub start: FeedCursor,
+    pub as_of_ms: u64,
+    pub now_s: u64,
+    pub limit: usize,
+}
+
+impl FeedWindow {
+    pub(crate) fn new(after: Option<&FeedCursor>, limit: usize, now_ms: u64) -> Self {
+        let horizon = FeedCursor::at(now_ms.saturating_sub(REVOCATION_MAX_LIFE_SECS.saturating_mul(1000)));
+        let start = match after {
+            Some(a) if *a > horizon => a.clone(),
+            _ => horizon,
+        };
+        FeedWindow {
+            start,
+            as_of_ms: now_ms.saturating_sub(REVOCATION_SETTLE_MS),
+            now_s: now_ms / 1000,
+            limit: limit.clamp(1, token_core::revocation::MAX_PAGE),
+        }
+    }
+
+    /// The page: `last` is the position of the last event read (listed or
+    /// skipped as expired) when the read stopped at `limit`, `None` when it
+    /// reached `as_of_ms`.
+    pub(crate) fn page(&self, events: Vec<FeedEvent>, last: Option<FeedCursor>) -> RevocationPage {
+        match last {
+            Some(next) => RevocationPage { events, next, more: true, as_of_ms: self.as_of_ms },
+            None => {
+                let settled = FeedCursor::at(self.as_of_ms.saturating_add(1));
+                let next = if self.start > settled { self.start.clone() } else { settled };
+                RevocationPage { events, next, more: false, as_of_ms: self.as_of_ms }
+            }
+        }
+    }
+}
+
 /// Store failures. `Unavailable` maps to 503 at the edge.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -301,6 +520,34 @@ pub trait Store: Send + Sync + 'static {
     /// its account-and-address counter). Idempotent.
     fn clear_attempts(&self, counter: &AttemptCounter, now: u64)
     -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records a revocation event, with its state change in the same atomic
+    /// write (see [`RevocationTarget`]). Returns `false`, writing nothing,
+    /// when the event names a family that does not exist or is revoked
+    /// already. Concurrent calls each record their own event (ids are
+    /// random); of concurrent calls revoking one family, exactly one records.
+    /// SQLite also drops events whose `until` has passed at `now` (seconds).
+    fn record_revocation(
+        &self,
+        event: &RevocationEvent,
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The feed: up to `limit` live events (`until > now_ms / 1000`) strictly
+    /// after `after` (`None`: from the oldest live one), in
+    /// `(time_ms, event_id)` order, listing only events with
+    /// `time_ms <= now_ms - REVOCATION_SETTLE_MS`. Positions older than
+    /// [`REVOCATION_MAX_LIFE_SECS`] before `now_ms` are skipped (expired).
+    /// `more` says another page may follow at once; otherwise `next` is the
+    /// position after `as_of_ms` (or `after`, if that is later), so a reader
+    /// passing `next` back gets every event exactly once, in order.
+    /// DynamoDB: consistent reads, one `Query` per hour bucket walked.
+    fn revocations_after(
+        &self,
+        after: Option<&FeedCursor>,
+        limit: usize,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<RevocationPage, StoreError>> + Send;
 }
 
 #[cfg(test)]

@@ -20,9 +20,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use token_core::revocation::{FeedEvent, RevocationId};
+
 use super::{
-    AttemptCounter, AttemptOutcome, Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError,
-    UserRecord, lockout_secs,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, FeedWindow, NewRefresh, NewUser, RefreshRecord,
+    RevocationEvent, RevocationPage, RevocationTarget, RotateOutcome, Store, StoreError, UserRecord, lockout_secs,
 };
 
 /// The SQLite file inside the data directory.
@@ -110,11 +112,39 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX attempts_by_expiry ON attempts(expires_at);",
+    // 3: the revocation feed (hashed ids only: `rid` is the RevocationId,
+    // `kind` 0 = session, 1 = subject), ordered by its primary key, and each
+    // user's `tokens_valid_after`.
+    "ALTER TABLE users ADD COLUMN tokens_valid_after INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE revocations (
+        time_ms  INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        kind     INTEGER NOT NULL,
+        rid      BLOB NOT NULL,
+        before_s INTEGER,
+        until    INTEGER NOT NULL,
+        PRIMARY KEY (time_ms, event_id)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX revocations_by_until ON revocations(until);",
 ];
 
 /// Expired attempt windows deleted per [`Store::take_attempt`]: the table
 /// stays near the live windows without a separate sweeper.
 const ATTEMPT_SWEEP: i64 = 16;
+
+/// One page of the feed: a range on the primary key, in its order.
+const FEED_PAGE: &str = "SELECT time_ms, event_id, kind, rid, before_s, until FROM revocations
+     WHERE (time_ms, event_id) > (?1, ?2) AND time_ms <= ?3 AND until > ?4
+     ORDER BY time_ms, event_id LIMIT ?5";
+
+/// A few expired events, found through the index on `until`.
+const FEED_SWEEP: &str = "DELETE FROM revocations WHERE (time_ms, event_id) IN
+     (SELECT time_ms, event_id FROM revocations WHERE until <= ?1 LIMIT ?2)";
+
+/// Expired revocation events deleted per [`Store::record_revocation`]
+/// (through the index on `until`): more than one per event written, so the
+/// table stays near the live events.
+const REVOCATION_SWEEP: i64 = 16;
 
 fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
@@ -261,14 +291,16 @@ fn restrict_permissions(path: &Path) {
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
 
-const USER_COLUMNS: &str = "user_id, email, password_hash, scope, failed_logins, locked_until";
+const USER_COLUMNS: &str = "user_id, email, password_hash, scope, failed_logins, locked_until, tokens_valid_after";
 
-fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, String, i64, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+type UserRow = (String, String, String, String, i64, i64, i64);
+
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 
-fn to_user(row: (String, String, String, String, i64, i64)) -> Result<UserRecord, StoreError> {
-    let (user_id, email, password_hash, scope, failed, locked) = row;
+fn to_user(row: UserRow) -> Result<UserRecord, StoreError> {
+    let (user_id, email, password_hash, scope, failed, locked, valid_after) = row;
     Ok(UserRecord {
         user_id,
         email,
@@ -276,6 +308,7 @@ fn to_user(row: (String, String, String, String, i64, i64)) -> Result<UserRecord
         scope,
         failed_logins: u32::try_from(failed).map_err(|_| StoreError::Corrupt(format!("failed_logins {failed}")))?,
         locked_until: from_db(locked)?,
+        tokens_valid_after: from_db(valid_after)?,
     })
 }
 
@@ -563,6 +596,108 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn record_revocation(&self, event: &RevocationEvent, now: u64) -> Result<bool, StoreError> {
+        let event = event.clone();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let family = match &event.target {
+                RevocationTarget::Session { family_id } => Some(family_id),
+                RevocationTarget::Subject { family_id, .. } => family_id.as_ref(),
+            };
+            if let Some(family_id) = family {
+                let revoked = tx
+                    .prepare_cached("UPDATE families SET revoked_at = ?2 WHERE family_id = ?1 AND revoked_at IS NULL")
+                    .map_err(map_err)?
+                    .execute(params![family_id, to_db(now)])
+                    .map_err(map_err)?;
+                if revoked == 0 {
+                    return Ok(false);
+                }
+            }
+            let before = match &event.target {
+                RevocationTarget::Subject { user_id, before, .. } => {
+                    tx.prepare_cached(
+                        "UPDATE users SET tokens_valid_after = MAX(tokens_valid_after, ?2) WHERE user_id = ?1",
+                    )
+                    .map_err(map_err)?
+                    .execute(params![user_id, to_db(*before)])
+                    .map_err(map_err)?;
+                    Some(to_db(*before))
+                }
+                RevocationTarget::Session { .. } => None,
+            };
+            let (kind, rid) = match event.feed_event() {
+                FeedEvent::Session { id, .. } => (0i64, id),
+                FeedEvent::Subject { id, .. } => (1i64, id),
+            };
+            tx.prepare_cached(
+                "INSERT INTO revocations (time_ms, event_id, kind, rid, before_s, until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(map_err)?
+            .execute(params![to_db(event.time_ms), event.event_id, kind, &rid.0[..], before, to_db(event.until)])
+            .map_err(map_err)?;
+            tx.prepare_cached(FEED_SWEEP)
+            .map_err(map_err)?
+            .execute(params![to_db(now), REVOCATION_SWEEP])
+            .map_err(map_err)?;
+            tx.commit().map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn revocations_after(
+        &self,
+        after: Option<&FeedCursor>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<RevocationPage, StoreError> {
+        let window = FeedWindow::new(after, limit, now_ms);
+        self.run(move |c| {
+            let mut stmt = c.prepare_cached(FEED_PAGE).map_err(map_err)?;
+            let start_id = window.start.event_id.clone().unwrap_or_default();
+            let fetch = i64::try_from(window.limit).unwrap_or(i64::MAX).saturating_add(1);
+            let rows = stmt
+                .query_map(
+                    params![to_db(window.start.time_ms), start_id, to_db(window.as_of_ms), to_db(window.now_s), fetch],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                            r.get::<_, Option<i64>>(4)?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    },
+                )
+                .map_err(map_err)?;
+            let mut events = Vec::new();
+            let mut last = None;
+            for row in rows {
+                let (time_ms, event_id, kind, rid, before, until) = row.map_err(map_err)?;
+                if events.len() == window.limit {
+                    // One more than a page: another page follows.
+                    return Ok(window.page(events, last));
+                }
+                let id = RevocationId(
+                    rid.as_slice()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("revocation id is not 16 bytes".into()))?,
+                );
+                let until = from_db(until)?;
+                events.push(match (kind, before) {
+                    (0, None) => FeedEvent::Session { id, until },
+                    (1, Some(before)) => FeedEvent::Subject { id, before: from_db(before)?, until },
+                    _ => return Err(StoreError::Corrupt(format!("revocation event of kind {kind}"))),
+                });
+                last = Some(FeedCursor { time_ms: from_db(time_ms)?, event_id: Some(event_id) });
+            }
+            Ok(window.page(events, None))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -583,6 +718,25 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// The feed reads a range of the primary key (no sort, no full scan)
+    /// and the sweep finds expired events through the index on `until`.
+    #[test]
+    fn feed_queries_use_the_indexes() {
+        let dir = TempDir::new("plan");
+        let store = SqliteStore::open_in_dir(&dir.0, &SqliteOptions::default()).unwrap();
+        let c = store.conn.try_lock().unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map(params![0, "", 0, 0, 1], |r| r.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+        };
+        let page = plan(FEED_PAGE);
+        assert!(page.contains("SEARCH revocations USING PRIMARY KEY ((time_ms,event_id)>(?,?)"), "{page}");
+        assert!(!page.contains("TEMP B-TREE"), "no sort: {page}");
+        let sweep = plan(&FEED_SWEEP.replace("?1", "?4").replace("?2", "?5"));
+        assert!(sweep.contains("USING COVERING INDEX revocations_by_until (until<?)"), "{sweep}");
     }
 
     fn user(id: &str, email: &str) -> NewUser {

@@ -1,6 +1,6 @@
 //! The DynamoDB store.
 //!
-//! Two tables, laid out as `docs/DESIGN.md` says (the SAM template is written
+//! Three tables, laid out as `docs/DESIGN.md` says (the SAM template is written
 //! against the same layout):
 //!
 //! - `Users` (key `pk`): user items `USER#<userId>` and email markers
@@ -8,6 +8,8 @@
 //! - `RefreshTokens` (key `pk`, TTL attribute `expiresAt`): token items
 //!   `TOKEN#<hash>` and family items `FAMILY#<familyId>`; GSI
 //!   `family-user-index` on `familyUser`.
+//! - `Revocations` (key `pk` + sort key `sk`, TTL attribute `expiresAt`):
+//!   the revocation feed, one item per event (module `revocations`).
 //!
 //! Every operation that writes more than one item is one `TransactWriteItems`
 //! request, so an outage (timeout, throttling, lost connection) leaves either
@@ -55,9 +57,12 @@
 
 mod error;
 mod items;
+mod revocations;
 mod schema;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -80,8 +85,8 @@ use self::items::{
 };
 pub use self::schema::{EMAIL_INDEX, FAMILY_USER_INDEX};
 use super::{
-    AttemptCounter, AttemptOutcome, Family, NewRefresh, NewUser, RefreshRecord, RotateOutcome, Store, StoreError,
-    UserRecord, lockout_secs,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, RefreshRecord, RevocationEvent,
+    RevocationPage, RotateOutcome, Store, StoreError, UserRecord, lockout_secs,
 };
 
 /// Login attempt counters live in the RefreshTokens table (its TTL on
@@ -108,6 +113,9 @@ pub struct DynamoConfig {
     /// The RefreshTokens table. Defaults to `RefreshTokens`
     /// (`ISSUER_REFRESH_TABLE`).
     pub refresh_table: String,
+    /// The Revocations table (key `pk` + `sk`, TTL on `expiresAt`).
+    /// Defaults to `Revocations`.
+    pub revocations_table: String,
     /// Endpoint override, e.g. `http://127.0.0.1:5000` for moto or DynamoDB
     /// Local (`DYNAMODB_ENDPOINT`). Defaults to none: the regional endpoint.
     pub endpoint: Option<String>,
@@ -131,6 +139,7 @@ impl Default for DynamoConfig {
         Self {
             users_table: "Users".to_owned(),
             refresh_table: "RefreshTokens".to_owned(),
+            revocations_table: "Revocations".to_owned(),
             endpoint: None,
             connect_timeout: Duration::from_secs(1),
             attempt_timeout: Duration::from_secs(1),
@@ -149,6 +158,10 @@ pub struct DynamoStore {
     client: Client,
     users: String,
     refresh: String,
+    revocations: String,
+    /// `Query` requests sent by [`Store::revocations_after`] (tests count
+    /// them per page).
+    feed_queries: Arc<AtomicU64>,
 }
 
 impl DynamoStore {
@@ -176,7 +189,22 @@ impl DynamoStore {
             client: Client::from_conf(builder.build()),
             users: config.users_table.clone(),
             refresh: config.refresh_table.clone(),
+            revocations: config.revocations_table.clone(),
+            feed_queries: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The Revocations table name.
+    #[must_use]
+    pub fn revocations_table(&self) -> &str {
+        &self.revocations
+    }
+
+    /// How many `Query` requests the feed has sent so far (all clones of
+    /// this store together).
+    #[must_use]
+    pub fn feed_queries(&self) -> u64 {
+        self.feed_queries.load(Ordering::Relaxed)
     }
 
     /// The SDK client (for tooling and tests).
@@ -845,6 +873,19 @@ impl Store for DynamoStore {
             .await
             .map_err(|e| sdk_err("DeleteItem", &e))?;
         Ok(())
+    }
+
+    async fn record_revocation(&self, event: &RevocationEvent, now: u64) -> Result<bool, StoreError> {
+        self.record_revocation_tx(event, now).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after: Option<&FeedCursor>,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<RevocationPage, StoreError> {
+        self.list_revocations(after, limit, now_ms).await
     }
 }
 

@@ -20,9 +20,10 @@ pub const EMAIL_INDEX: &str = "email-index";
 pub const FAMILY_USER_INDEX: &str = "family-user-index";
 
 impl DynamoStore {
-    /// Creates both tables with their GSIs (on-demand capacity), waits until
-    /// they are active and enables TTL on `expiresAt` of the RefreshTokens
-    /// table. Tables that already exist are kept. For tests and local tooling;
+    /// Creates the three tables (Users and RefreshTokens with their GSIs,
+    /// Revocations with its sort key; on-demand capacity), waits until they
+    /// are active and enables TTL on `expiresAt` of the RefreshTokens and
+    /// Revocations tables. Tables that already exist are kept. For tests and local tooling;
     /// deployed tables come from the SAM template.
     ///
     /// # Errors
@@ -39,6 +40,7 @@ impl DynamoStore {
                     .non_key_attributes("scope")
                     .non_key_attributes("failedLogins")
                     .non_key_attributes("lockedUntil")
+                    .non_key_attributes("tokensValidAfter")
                     .build(),
             )
             .build()
@@ -52,8 +54,9 @@ impl DynamoStore {
             .build()
             .map_err(build_err)?;
         self.create_table(&self.refresh, "familyUser", family_index).await?;
+        self.create_revocations_table().await?;
 
-        for table in [&self.users, &self.refresh] {
+        for table in [&self.users, &self.refresh, &self.revocations] {
             self.client.wait_until_table_exists().table_name(table).wait(Duration::from_secs(120)).await.map_err(
                 |e| {
                     tracing::warn!(table = %table, error = %DisplayErrorContext(&e), "table did not become active");
@@ -62,10 +65,18 @@ impl DynamoStore {
             )?;
         }
 
+        for table in [&self.refresh, &self.revocations] {
+            self.enable_ttl(table).await?;
+        }
+        Ok(())
+    }
+
+    /// Turns on TTL on `expiresAt` unless it is on (or turning on).
+    async fn enable_ttl(&self, table: &str) -> Result<(), StoreError> {
         let ttl = self
             .client
             .describe_time_to_live()
-            .table_name(&self.refresh)
+            .table_name(table)
             .send()
             .await
             .map_err(|e| sdk_err("DescribeTimeToLive", &e))?;
@@ -73,7 +84,7 @@ impl DynamoStore {
         if !matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
             self.client
                 .update_time_to_live()
-                .table_name(&self.refresh)
+                .table_name(table)
                 .time_to_live_specification(
                     TimeToLiveSpecification::builder()
                         .attribute_name("expiresAt")
@@ -86,6 +97,28 @@ impl DynamoStore {
                 .map_err(|e| sdk_err("UpdateTimeToLive", &e))?;
         }
         Ok(())
+    }
+
+    /// The Revocations table: `pk` (S) + `sk` (S), no index.
+    async fn create_revocations_table(&self) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .create_table()
+            .table_name(&self.revocations)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute_definition("pk")?)
+            .attribute_definitions(attribute_definition("sk")?)
+            .key_schema(key_element("pk")?)
+            .key_schema(
+                KeySchemaElement::builder().attribute_name("sk").key_type(KeyType::Range).build().map_err(build_err)?,
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+            Err(e) => Err(sdk_err("CreateTable", &e)),
+        }
     }
 
     async fn create_table(&self, table: &str, index_key: &str, index: GlobalSecondaryIndex) -> Result<(), StoreError> {
