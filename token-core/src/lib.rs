@@ -45,6 +45,8 @@ mod jose;
 pub mod keys;
 pub mod metrics;
 pub mod revocation;
+pub mod revocation_feed;
+pub mod revocation_set;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod sign;
@@ -53,7 +55,7 @@ mod verifier;
 
 pub use alg::{Algorithm, UnknownAlgorithm};
 pub use bearer::{Credentials, parse_authorization};
-pub use config::{ConfigError, Settings, TrustedIssuer, VerifierConfig};
+pub use config::{ConfigError, RevocationConfig, Settings, StalePolicy, TrustedIssuer, VerifierConfig};
 pub use error::{Claim, VerifyError};
 pub use metrics::{Decision, Metrics};
 pub use sign::{AccessClaims, Audience, PublicJwk, PublicJwks, SignError, SigningKey};
