@@ -16,6 +16,8 @@
 #                  commit that added token-core/src/revocation_set.rs)
 #        SAMPLES   propagation samples (default 100)
 #        SKIP      space-separated parts to skip: hotpath memory propagation
+#        DEVSTACK_BIN  the dev stack binary for part 3 (default: target/release/devstack,
+#                  built here); e.g. a debug build, or one from another worktree
 # Needs: valgrind, python3, curl. Builds release binaries into target/.
 set -euo pipefail
 
@@ -23,7 +25,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 SAMPLES="${SAMPLES:-100}"
 SKIP="${SKIP:-}"
-OUT="$ROOT/target/bench-revocation"
+OUT="${OUT:-$ROOT/target/bench-revocation}"
 mkdir -p "$OUT"
 PIDS=()
 cleanup() {
@@ -94,10 +96,15 @@ if ! skip hotpath; then
 fi
 
 # ------------------------------------------------------------------ 2. memory
-if ! skip memory || ! skip propagation; then
-  say "building release binaries (sidecar, devstack)"
-  cargo build --release --offline --locked -p sidecar -p devstack >&2
+if ! skip memory; then
+  say "building the release sidecar"
+  cargo build --release --offline --locked -p sidecar >&2
 fi
+if ! skip propagation && [ -z "${DEVSTACK_BIN:-}" ]; then
+  say "building the release dev stack"
+  cargo build --release --offline --locked -p devstack >&2
+fi
+DEVSTACK_BIN="${DEVSTACK_BIN:-target/release/devstack}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -139,11 +146,12 @@ rss_with() { # rss_with ENTRIES -> "VmRSS VmHWM" of a sidecar holding them (KiB)
     SIDECAR_LISTEN="127.0.0.1:$sport" SIDECAR_WORKERS=2 RUST_LOG=error target/release/sidecar >/dev/null 2>&1 &
   pid=$!; PIDS+=($pid)
   local deadline=$((SECONDS + 300))
-  until curl -fsS "http://127.0.0.1:$sport/metrics" 2>/dev/null | grep -q "^auth_revocation_entries $1\$"; do
+  # Loaded: all the entries, and a complete listing (not stale).
+  until curl -fsS "http://127.0.0.1:$sport/metrics" 2>/dev/null \
+      | grep -cE "^(auth_revocation_entries $1|auth_revocation_stale 0)\$" | grep -q '^2$'; do
     [ $SECONDS -lt $deadline ] || die "the sidecar did not load $1 entries within 300 s"
     sleep 0.5
   done
-  curl -fsS "http://127.0.0.1:$sport/metrics" | grep -q '^auth_revocation_stale 0$' || die "feed still stale"
   echo "$(awk '/^VmRSS/ {print $2}' /proc/$pid/status) $(awk '/^VmHWM/ {print $2}' /proc/$pid/status)"
   kill "$pid" "${PIDS[-2]}" 2>/dev/null || true
 }
@@ -169,7 +177,8 @@ fi
 if ! skip propagation; then
   say "propagation: logout-all ack -> first 401 at the sidecar ($SAMPLES samples)"
   dir=$(mktemp -d)
-  target/release/devstack --data-dir "$dir" --gateway-port 0 --issuer-port 0 --sidecar-port 0 --backend-port 0 \
+  echo "- dev stack: $DEVSTACK_BIN" >&2
+  "$DEVSTACK_BIN" --data-dir "$dir" --gateway-port 0 --issuer-port 0 --sidecar-port 0 --backend-port 0 \
     > "$OUT/devstack.out" 2> "$OUT/devstack.err" &
   PIDS+=($!)
   deadline=$((SECONDS + 60))
@@ -181,6 +190,8 @@ if ! skip propagation; then
   sidecar=$(awk '/sidecar \(forward auth\)/ {print $4; exit}' "$OUT/devstack.out" | sed 's#/verify##')
   echo
   echo "## Propagation: logout-all acknowledged -> the old access token's first 401 at the sidecar"
+  echo
+  echo "Dev stack binary: \`$DEVSTACK_BIN\`."
   echo
   python3 - "$issuer" "$sidecar" "$SAMPLES" <<'PY'
 import json, statistics, sys, time, urllib.request, urllib.error
