@@ -19,6 +19,8 @@
 //!   poll asks for the same page again. The issuer lists each event exactly
 //!   once after a cursor (see `t14` in the design notes), and applying an
 //!   event again would change nothing anyway.
+//! - **A cursor the issuer refuses (400)** is dropped: the next poll lists
+//!   everything live again, which only repeats events already applied.
 //! - **Backed off.** After a failure the next poll waits the poll interval
 //!   times 2^failures (capped at a third of the lag bound, at least the poll
 //!   interval), with jitter, so a fleet does not hammer a recovering issuer
@@ -346,7 +348,18 @@ impl FeedFollower {
     async fn pages_locked(&self, cursor: &mut Option<String>) -> Result<PollOutcome, FeedError> {
         let mut outcome = PollOutcome { pages: 0, events: 0, complete: false };
         while outcome.pages < self.max_pages {
-            let page = self.fetch(cursor.as_deref()).await?;
+            let page = match self.fetch(cursor.as_deref()).await {
+                Ok(page) => page,
+                Err(e @ FeedError::Status(400)) if cursor.is_some() => {
+                    // The issuer no longer understands our cursor (a new
+                    // format, another store): list everything live again on
+                    // the next poll. Applying events again changes nothing.
+                    warn!("revocation feed refused the cursor; starting over with a full listing");
+                    *cursor = None;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let now = now_ms();
             check_page(&page, cursor.as_deref(), now)?;
             let now_s = now / 1000;

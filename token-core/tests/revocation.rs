@@ -290,6 +290,25 @@ async fn each_fault_fails_the_poll_and_keeps_the_cursor() {
 }
 
 #[tokio::test]
+async fn a_cursor_the_issuer_refuses_starts_a_full_listing_again() {
+    let feed = FakeFeed::start((0..3).map(session).collect(), 2).await;
+    let f = follower(&config(&feed.url));
+    f.poll().await.unwrap();
+    let applied = f.set().applied();
+    feed.push_faults(&[Some(Fault::Status(400))]);
+    assert_eq!(f.poll().await.unwrap_err(), FeedError::Status(400));
+    f.poll().await.unwrap();
+    let reqs = feed.requests();
+    assert_eq!(
+        reqs[reqs.len() - 3..],
+        [Some("c3".into()), None, Some("c2".into())][..],
+        "the refused cursor, then from the start: {reqs:?}"
+    );
+    assert_eq!(f.set().applied(), applied + 3, "the whole listing again");
+    assert_eq!(f.set().len(), 3, "and nothing twice in the set");
+}
+
+#[tokio::test]
 async fn a_burst_of_triggers_makes_one_fetch() {
     let feed = FakeFeed::start((0..3).map(session).collect(), 10).await;
     feed.state.lock().unwrap().delay = Duration::from_millis(100);
