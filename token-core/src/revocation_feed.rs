@@ -17,7 +17,8 @@
 //!   (transport, status, size, timeout, garbage, the issuer restarting in the
 //!   middle of the body) is applied not at all and the cursor stays: the next
 //!   poll asks for the same page again. The issuer lists each event exactly
-//!   once after a cursor (see `t14` in the design notes), and applying an
+//!   once after a cursor (it lists only events older than its settle delay,
+//!   so none committed late is skipped), and applying an
 //!   event again would change nothing anyway.
 //! - **A cursor the issuer refuses (400)** is dropped: the next poll lists
 //!   everything live again, which only repeats events already applied.
