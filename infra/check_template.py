@@ -506,6 +506,36 @@ class Checker:
             if a.get("Properties", {}).get("MetricName") != metric:
                 self.fail(f"{aid}: must alarm on {metric}")
 
+    def revocation(self) -> None:
+        """The authorizer follows the issuer's revocation feed (issue 14), and a
+        stale poll under the refuse policy plus a JWKS refetch fit in its timeout."""
+        f = self.source.get("Resources", {}).get("AuthorizerFunction", {}).get("Properties", {})
+        env = f.get("Environment", {}).get("Variables", {})
+        url = env.get("REVOCATION_FEED_URL")
+        if url is None or url == "off":
+            self.fail("AuthorizerFunction: REVOCATION_FEED_URL must be set (revocation checks on), not off")
+        else:
+            branches = url["Fn::If"][1:] if isinstance(url, dict) and "Fn::If" in url else [url]
+            for b in branches:
+                text = b.get("Fn::Sub") if isinstance(b, dict) else b
+                if not isinstance(text, str) or not text.startswith("https://") or not text.endswith("/revocations"):
+                    self.fail(f"AuthorizerFunction: REVOCATION_FEED_URL {b!r} is not the issuer's https .../revocations")
+        policy = env.get("REVOCATION_STALE_POLICY")
+        if policy not in ("serve", "refuse", {"Ref": "RevocationStalePolicy"}):
+            self.fail(f"AuthorizerFunction: REVOCATION_STALE_POLICY {policy!r} is not serve, refuse or the parameter")
+        try:
+            feed_ms = int(env.get("REVOCATION_TIMEOUT_MS", 2000))
+            jwks_ms = int(env.get("AUTH_JWKS_TIMEOUT_MS", 5000))
+            timeout_s = int(f.get("Timeout", 3))
+        except (TypeError, ValueError):
+            self.fail("AuthorizerFunction: Timeout, REVOCATION_TIMEOUT_MS and AUTH_JWKS_TIMEOUT_MS must be numbers")
+            return
+        if timeout_s * 1000 < feed_ms + jwks_ms + 500:
+            self.fail(
+                f"AuthorizerFunction: Timeout {timeout_s} s does not cover a feed poll ({feed_ms} ms) plus a JWKS"
+                f" refetch ({jwks_ms} ms) with half a second to spare"
+            )
+
     def run(self) -> list[str]:
         self.cache_ttl_parameter()
         self.routes()
@@ -515,6 +545,7 @@ class Checker:
         self.fingerprints()
         self.tables()
         self.credential_attack_defences()
+        self.revocation()
         return self.failures
 
 

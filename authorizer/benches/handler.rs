@@ -30,6 +30,9 @@ fn authorizer_with(key: &SigningKey, cache_bytes: &str, extra: &[(&str, &str)]) 
         ("AUTH_AUDIENCE", "api"),
         ("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks.json"),
         ("AUTH_TOKEN_CACHE_BYTES", cache_bytes),
+        // On, as deployed: every invocation checks whether a poll is due
+        // (the port refuses, so the polls fail fast and back off).
+        ("REVOCATION_FEED_URL", "http://127.0.0.1:9/revocations"),
     ];
     pairs.extend_from_slice(extra);
     let cfg = AuthorizerConfig::from_settings(&Settings::from_pairs(&pairs)).unwrap();

@@ -10,7 +10,7 @@ use aws_lambda_events::event::apigw::{
 use aws_lambda_events::event::iam::IamPolicyEffect;
 use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
-use token_core::{Credentials, Decision, VerifiedToken, Verifier, VerifyError, parse_authorization};
+use token_core::{Credentials, Decision, StalePolicy, VerifiedToken, Verifier, VerifyError, parse_authorization};
 use tracing::{info, warn};
 
 use crate::config::{AuthorizerConfig, HttpApiResponse};
@@ -148,6 +148,7 @@ impl Authorizer {
     /// [`AuthorizerError::Unauthorized`] for anything wrong with the token or
     /// the event; [`AuthorizerError::KeysUnavailable`] when keys cannot be had.
     pub async fn handle(&self, event: &AuthorizerEvent) -> Result<Answer, AuthorizerError> {
+        self.follow_revocations().await;
         let arn = event.resource_arn().unwrap_or("");
         let result = self.decide(event).await;
         let metrics = self.verifier.metrics();
@@ -177,6 +178,25 @@ impl Authorizer {
             }
         }
         result.map(|(a, _)| a).map_err(|(e, _)| e)
+    }
+
+    /// The revocation feed, without a network wait on ordinary invocations:
+    /// when a poll is due and none is in flight, start one on the runtime
+    /// and go on (Lambda freezes the sandbox between invocations; the poll
+    /// carries on at the next thaw, and one frozen mid-fetch runs into its
+    /// timeout and is retried). Only when the feed is stale and the policy
+    /// is refuse does the invocation wait, for one poll bounded by the
+    /// fetch timeout.
+    async fn follow_revocations(&self) {
+        let Some(feed) = self.verifier.revocation_feed() else { return };
+        let now_ms = token_core::unix_now().as_millis() as u64;
+        if feed.config().stale_policy == StalePolicy::Refuse && feed.is_stale(now_ms) {
+            if !feed.wait_fresh(feed.config().timeout).await {
+                warn!("revocation feed stale; refusing tokens (REVOCATION_STALE_POLICY=refuse)");
+            }
+        } else {
+            feed.spawn_if_due();
+        }
     }
 
     #[allow(clippy::type_complexity)]

@@ -29,6 +29,20 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     }
     verifier.spawn_refresh();
+    // The first complete listing of the revocation feed at init, like the
+    // JWKS: init runs once per sandbox with a full CPU. Afterwards each
+    // invocation only starts a poll in the background when one is due.
+    match verifier.revocation_feed() {
+        Some(feed) => match feed.poll().await {
+            Ok(out) => {
+                info!(entries = feed.set().len(), pages = out.pages, complete = out.complete, "revocations loaded")
+            }
+            Err(e) => warn!(error = %e, "revocations not loaded at init; will retry"),
+        },
+        None => warn!(
+            "REVOCATION_FEED_URL=off: revocation checks are OFF; logged-out and revoked access tokens stay valid until they expire"
+        ),
+    }
     // The trace id reaches us in each invocation's Context; exporting it
     // through setenv on every invocation leaks on glibc (see the README).
     // This function makes no AWS SDK calls that would read the variable.

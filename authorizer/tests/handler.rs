@@ -15,9 +15,14 @@ struct Fx {
 }
 
 fn fx(extra: &[(&str, &str)]) -> Fx {
-    let mut pairs =
-        vec![("AUTH_ISSUER", ISS), ("AUTH_AUDIENCE", "api"), ("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks.json")];
-    pairs.extend_from_slice(extra);
+    // The first of a name wins: extras before the defaults.
+    let mut pairs = extra.to_vec();
+    pairs.extend_from_slice(&[
+        ("AUTH_ISSUER", ISS),
+        ("AUTH_AUDIENCE", "api"),
+        ("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks.json"),
+        ("REVOCATION_FEED_URL", "off"),
+    ]);
     let cfg = AuthorizerConfig::from_settings(&Settings::from_pairs(&pairs)).unwrap();
     let verifier = Verifier::new(&cfg.verifier).unwrap();
     let key = SigningKey::generate(Algorithm::ES256, "k1").unwrap();
@@ -320,4 +325,58 @@ fn aws_sdk_fixture_shapes_parse() {
     let token_fixture = r#"{"type":"TOKEN","authorizationToken":"allow","methodArn":"arn:aws:execute-api:us-west-2:123456789012:ymy8tbxw7b/*/GET/"}"#;
     let e: AuthorizerEvent = serde_json::from_str(token_fixture).unwrap();
     assert_eq!(e.event_kind(), Some(authorizer::EventKind::Token));
+}
+
+/// A feed that accepts connections and never answers, counting them.
+async fn silent_feed() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/revocations", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = std::sync::Arc::clone(&count);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (url, count)
+}
+
+/// An ordinary invocation never waits for the feed: it starts one poll in
+/// the background (the feed here never answers) and answers at once;
+/// invocations while it is in flight start no other.
+#[tokio::test]
+async fn invocations_start_a_background_poll_and_never_wait_for_it() {
+    let (url, connections) = silent_feed().await;
+    let f = fx(&[("REVOCATION_FEED_URL", &url), ("REVOCATION_TIMEOUT_MS", "60000")]);
+    let t = token(&f.key, "", 900);
+    for _ in 0..20 {
+        assert!(f.authorizer.handle(&event("token", &t)).await.is_ok(), "answered while the poll hangs");
+    }
+    let feed = f.authorizer.verifier().revocation_feed().unwrap();
+    assert!(feed.in_flight(), "the poll is still in flight");
+    token_core_wait(|| connections.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1, "one poll for twenty invocations");
+}
+
+/// Stale and refuse: the invocation waits for one poll, bounded by the
+/// fetch timeout, then refuses (the feed never answers).
+#[tokio::test]
+async fn stale_with_the_refuse_policy_waits_for_one_bounded_poll_then_refuses() {
+    let (url, connections) = silent_feed().await;
+    let f =
+        fx(&[("REVOCATION_FEED_URL", &url), ("REVOCATION_STALE_POLICY", "refuse"), ("REVOCATION_TIMEOUT_MS", "200")]);
+    let t = token(&f.key, "", 900);
+    let err = f.authorizer.handle(&event("token", &t)).await.unwrap_err();
+    assert_eq!(err, AuthorizerError::Unauthorized("revocation_stale"));
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+async fn token_core_wait(mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "condition not met within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }

@@ -61,6 +61,10 @@ const ISSUER_ROUTES: [&str; 7] = [
     "/.well-known/openid-configuration",
 ];
 
+/// The front door's default authorizer cache TTL: the deploy template's
+/// `AuthorizerCacheTtl` default.
+pub const DEFAULT_AUTHORIZER_TTL_SECS: u64 = 60;
+
 /// Headers the front door sets on forwarded requests (any a client sends are
 /// dropped first).
 pub const CONTEXT_HEADER_PREFIX: &str = "x-authorizer-";
@@ -81,7 +85,9 @@ pub struct DevOptions {
     /// Demo backend port, default 8090.
     pub backend_port: u16,
     /// How long the front door caches a policy per token (API Gateway's
-    /// authorizer result TTL), default 300 s; 0 turns caching off.
+    /// authorizer result TTL): the deploy template's `AuthorizerCacheTtl`,
+    /// default 60 s; 0 turns caching off. A revoked token keeps passing the
+    /// front door for up to this long plus the feed's poll interval.
     pub authorizer_ttl: Duration,
 }
 
@@ -94,7 +100,7 @@ impl Default for DevOptions {
             issuer_port: 8080,
             sidecar_port: 8081,
             backend_port: 8090,
-            authorizer_ttl: Duration::from_secs(300),
+            authorizer_ttl: Duration::from_secs(DEFAULT_AUTHORIZER_TTL_SECS),
         }
     }
 }
@@ -149,6 +155,7 @@ pub async fn run(
     let issuer_url = url(addrs.issuer);
     // The verifiers fetch from the bound address, whatever name the issuer URL uses.
     let jwks_url = token_core::config::jwks_url_of(&format!("http://{}", addrs.issuer));
+    let feed_url = token_core::revocation::feed_url_of(&format!("http://{}", addrs.issuer));
     let data_dir = opts.data_dir.to_string_lossy().into_owned();
     let env = Arc::new(env);
 
@@ -181,6 +188,11 @@ pub async fn run(
         "AUTH_ISSUER" => Some(iss3.clone()),
         "AUTH_AUDIENCE" => Some(aud3.clone()),
         "AUTH_JWKS_URL" => Some(jwks3.clone()),
+        // The issuer's feed at its bound address; `off` still turns it off.
+        "REVOCATION_FEED_URL" => match auth_env(name).as_deref() {
+            Some("off") => Some("off".into()),
+            _ => Some(feed_url.clone()),
+        },
         "AUTH_CONFIG_FILE" => None,
         "AUTH_ROUTE_SCOPES" => auth_env(name).or_else(|| Some(DEMO_ROUTES.into())),
         _ => auth_env(name),
@@ -198,6 +210,17 @@ pub async fn run(
             }
         }
         v.spawn_refresh();
+    }
+    // As deployed: the sidecar follows the feed in the background; the
+    // authorizer lists it once at init and then polls from its invocations.
+    match (sidecar_verifier.revocation_feed(), authorizer_verifier.revocation_feed()) {
+        (Some(sidecar_feed), Some(authorizer_feed)) => {
+            sidecar_feed.spawn_loop();
+            if let Err(e) = authorizer_feed.poll().await {
+                warn!(error = %e, "revocations not loaded yet");
+            }
+        }
+        _ => warn!("REVOCATION_FEED_URL=off: revocation checks are OFF in the sidecar and the front door"),
     }
     let sidecar = Arc::new(sidecar::Sidecar::new(sidecar_verifier, Duration::from_secs(10)));
     tasks.push(tokio::spawn(sidecar::serve(sidecar_l, sidecar, sidecar::Limits::default(), stopped(stop_rx.clone()))));
@@ -217,7 +240,8 @@ pub async fn run(
 
     info!(
         gateway = %addrs.gateway, issuer = %addrs.issuer, sidecar = %addrs.sidecar, backend = %addrs.backend,
-        listen = %addrs.gateway, data_dir = %data_dir, "dev stack ready"
+        listen = %addrs.gateway, data_dir = %data_dir, authorizer_ttl_secs = opts.authorizer_ttl.as_secs(),
+        "dev stack ready"
     );
     on_ready(addrs);
     shutdown.await;
@@ -250,6 +274,7 @@ Try it:
   curl -s -i {sc}/verify -H "authorization: Bearer $TOKEN"      # 200 with X-Auth-Subject
   curl -s -b jar.txt -c jar.txt -X POST {iss}/refresh -H 'x-requested-with: curl'   # new tokens, rotated cookie
   curl -s -b jar.txt -c jar.txt -X POST {iss}/logout -H 'x-requested-with: curl'    # revokes the session
+  curl -s -i {sc}/verify -H "authorization: Bearer $TOKEN"      # 401 within seconds: its session is revoked
 Ctrl-C stops everything.
 "#
     )

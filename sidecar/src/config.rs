@@ -77,7 +77,8 @@ pub fn usage() -> String {
         s.push_str(&format!("  {flag:<18} {var:<26} {help}\n"));
     }
     s.push_str(
-        "\nMore variables (AUTH_JWKS_*, AUTH_TOKEN_CACHE_BYTES, SIDECAR_*_TIMEOUT_SECS, ...) are in the README.\n",
+        "\nMore variables (AUTH_JWKS_*, AUTH_TOKEN_CACHE_BYTES, SIDECAR_*_TIMEOUT_SECS, REVOCATION_FEED_URL,\n\
+         REVOCATION_STALE_POLICY, REVOCATION_MAX_LAG, ...) are in the README.\n",
     );
     s
 }

@@ -71,6 +71,17 @@ async fn run(cfg: SidecarConfig) -> ExitCode {
         }
     }
     verifier.spawn_refresh();
+    match verifier.revocation_feed() {
+        // Readiness waits for the first complete listing; verification does
+        // not (unless REVOCATION_STALE_POLICY=refuse).
+        Some(feed) => {
+            info!(feed = %cfg.verifier.revocation.feed_url.as_deref().unwrap_or(""), "following the revocation feed");
+            feed.spawn_loop();
+        }
+        None => warn!(
+            "REVOCATION_FEED_URL=off: revocation checks are OFF; logged-out and revoked access tokens stay valid until they expire"
+        ),
+    }
     let sidecar = Arc::new(Sidecar::new(verifier, cfg.request_timeout));
     // Handlers first, then the readiness line: a signal right after it drains.
     let shutdown = sidecar::shutdown_signal();

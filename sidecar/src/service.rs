@@ -164,8 +164,18 @@ impl Sidecar {
                 })
             })
             .collect();
+        let revocation = health.revocation.as_ref().map(|r| {
+            serde_json::json!({
+                "lag_seconds": r.lag.map(|l| l.as_secs_f64()),
+                "max_lag_seconds": r.max_lag.as_secs(),
+                "stale": r.stale,
+                "entries": r.entries,
+                "consecutive_failures": r.consecutive_failures,
+                "last_error": r.last_error,
+            })
+        });
         let ready = health.ready();
-        let body = serde_json::json!({ "ready": ready, "issuers": issuers }).to_string();
+        let body = serde_json::json!({ "ready": ready, "issuers": issuers, "revocation": revocation }).to_string();
         let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
         text(status, "application/json", body)
     }
@@ -220,8 +230,9 @@ impl Sidecar {
         self.verifier.metrics().record(Decision::Rejected(e));
         debug!(reason = e.reason(), "token rejected");
         if e.is_server_side() {
-            let mut r =
-                json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "signing keys unavailable");
+            // No usable keys, or the revocation list is stale under
+            // REVOCATION_STALE_POLICY=refuse: ours, not the client's.
+            let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", &e.to_string());
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("5"));
             return r;
         }
@@ -322,6 +333,69 @@ mod tests {
         let resp = verify(&s, &key.sign_any(&full).unwrap());
         assert_eq!(resp.headers()[X_AUTH_SCOPE], "a b");
         assert_eq!(resp.headers()[X_AUTH_CLIENT_ID], "web");
+    }
+
+    fn sidecar_with(extra: &[(&str, &str)]) -> (Sidecar, token_core::SigningKey) {
+        let iss = "https://issuer.test";
+        let mut pairs =
+            vec![("AUTH_ISSUER", iss), ("AUTH_AUDIENCE", "api"), ("AUTH_JWKS_URL", "http://127.0.0.1:9/jwks.json")];
+        pairs.extend_from_slice(extra);
+        let cfg = token_core::VerifierConfig::from_settings(&token_core::Settings::from_pairs(&pairs)).unwrap();
+        let verifier = Verifier::new(&cfg).unwrap();
+        let key = token_core::SigningKey::generate(token_core::Algorithm::ES256, "k1").unwrap();
+        let jwks = token_core::PublicJwks { keys: vec![key.public_jwk().clone()] };
+        verifier.install_jwks(iss, &serde_json::to_vec(&jwks).unwrap()).unwrap();
+        (Sidecar::new(verifier, Duration::from_secs(5)), key)
+    }
+
+    #[test]
+    fn a_revoked_token_gets_401_invalid_token_and_is_counted() {
+        use token_core::revocation::{FeedEvent, RevocationId};
+        let (s, key) = sidecar_with(&[("REVOCATION_FEED_URL", "http://127.0.0.1:9/revocations")]);
+        let now = unix_now().as_secs();
+        let claims = |sid: &str| {
+            serde_json::json!({"iss": "https://issuer.test", "sub": "u1", "aud": "api", "exp": now + 600,
+                "iat": now, "jti": "j", "sid": sid})
+        };
+        let (a, b) = (key.sign_any(&claims("fam-a")).unwrap(), key.sign_any(&claims("fam-b")).unwrap());
+        assert_eq!(verify(&s, &a).status(), StatusCode::OK, "positive control");
+        s.verifier()
+            .revocations()
+            .apply(&FeedEvent::Session { id: RevocationId::session("fam-a"), until: now + 900 }, now);
+        let resp = verify(&s, &a);
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let www = resp.headers()[WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(www.contains(r#"error="invalid_token""#) && www.contains("revoked"), "{www}");
+        assert_eq!(verify(&s, &b).status(), StatusCode::OK, "the other session");
+        let metrics = s.verifier().render_prometheus(unix_now());
+        for line in [
+            r#"auth_decisions_total{outcome="unauthorized",reason="revoked"} 1"#,
+            "auth_revocation_revoked_total 1",
+            "auth_revocation_entries 1",
+            "auth_revocation_lag_seconds -1.000",
+        ] {
+            assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+        }
+    }
+
+    #[test]
+    fn a_stale_feed_under_the_refuse_policy_gets_503_and_serve_keeps_serving() {
+        let feed = ("REVOCATION_FEED_URL", "http://127.0.0.1:9/revocations");
+        let now = unix_now().as_secs();
+        let claims = serde_json::json!({"iss": "https://issuer.test", "sub": "u1", "aud": "api",
+            "exp": now + 600, "iat": now, "jti": "j"});
+        let (s, key) = sidecar_with(&[feed, ("REVOCATION_STALE_POLICY", "refuse")]);
+        let resp = verify(&s, &key.sign_any(&claims).unwrap());
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(RETRY_AFTER));
+        let (s, key) = sidecar_with(&[feed]);
+        assert_eq!(verify(&s, &key.sign_any(&claims).unwrap()).status(), StatusCode::OK);
+        let ready = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(s.handle(&Request::get("/readyz").body(()).unwrap()));
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "no complete listing yet: not ready");
     }
 
     #[test]

@@ -17,6 +17,12 @@
 //! | `AUTH_JWKS_MAX_BYTES` | largest JWKS document accepted | 262144 |
 //! | `AUTH_TOKEN_CACHE_BYTES` | memory bound of the verified-token cache (0: off) | 4194304 |
 //! | `AUTH_MAX_TOKEN_BYTES` | longest token considered | 8192 |
+//! | `REVOCATION_FEED_URL` | the issuer's revocation feed, or `off` | `{AUTH_ISSUER}/revocations`; required with several issuers |
+//! | `REVOCATION_POLL_INTERVAL` | how often the feed is polled (`1s`, `500ms`, or seconds) | 1s |
+//! | `REVOCATION_MAX_LAG` | the feed counts as stale past this lag; readiness fails | 30s |
+//! | `REVOCATION_STALE_POLICY` | `serve` or `refuse` tokens while the feed is stale (see [`StalePolicy`]) | serve |
+//! | `REVOCATION_MAX_ENTRIES` | bound on revoked sessions plus subjects held | 2000000 |
+//! | `REVOCATION_TIMEOUT_MS` | total timeout of one feed page fetch | 2000 |
 
 use std::path::Path;
 use std::time::Duration;
@@ -127,6 +133,34 @@ impl<'a> Settings<'a> {
         self.u64_in(var, default, range).map(Duration::from_millis)
     }
 
+    /// A duration written `500ms`, `2s` or a bare number of seconds, or
+    /// `default` when unset.
+    ///
+    /// # Errors
+    /// When set to anything else, or outside `range`.
+    pub fn duration(
+        &self,
+        var: &str,
+        default: Duration,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = self.get(var) else { return Ok(default) };
+        let parsed = if let Some(ms) = v.strip_suffix("ms") {
+            ms.trim().parse::<u64>().ok().map(Duration::from_millis)
+        } else {
+            v.strip_suffix('s').unwrap_or(&v).trim().parse::<u64>().ok().map(Duration::from_secs)
+        };
+        let d =
+            parsed.ok_or_else(|| ConfigError::new(var, format!("expected a duration like 1s or 500ms, got {v:?}")))?;
+        if !range.contains(&d) {
+            return Err(ConfigError::new(
+                var,
+                format!("{d:?} is out of range {:?}..={:?}", range.start(), range.end()),
+            ));
+        }
+        Ok(d)
+    }
+
     /// `true`/`false`/`1`/`0`, or `default` when unset.
     ///
     /// # Errors
@@ -226,6 +260,120 @@ pub struct IssuersFile {
     pub issuers: Vec<TrustedIssuer>,
 }
 
+/// What verification does while the revocation feed is stale (its lag over
+/// [`RevocationConfig::max_lag`], or no complete listing yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StalePolicy {
+    /// Keep verifying with the entries held (the default). A feed outage
+    /// must not turn into an outage of every API behind the verifiers: the
+    /// tokens still expire within their 15 minutes, which is the exposure
+    /// there was before revocation existed, and the staleness shows in
+    /// readiness and in `auth_revocation_lag_seconds`.
+    Serve,
+    /// Refuse every token while stale (`revocation_stale`): the sidecar
+    /// answers 503, the authorizer `Unauthorized`. For APIs where a revoked
+    /// token working for minutes is worse than being down.
+    Refuse,
+}
+
+/// Following the issuer's revocation feed (`REVOCATION_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// The feed; `None` turns revocation checks off (`REVOCATION_FEED_URL=off`).
+    /// From the environment it defaults to `{issuer}/revocations`
+    /// ([`crate::revocation::feed_url_of`]); [`VerifierConfig::for_issuer`]
+    /// leaves it off.
+    pub feed_url: Option<String>,
+    /// Poll period. Defaults to 1 s.
+    pub poll_interval: Duration,
+    /// Lag past which the feed is stale. Defaults to 30 s.
+    pub max_lag: Duration,
+    /// What happens while stale. Defaults to [`StalePolicy::Serve`].
+    pub stale_policy: StalePolicy,
+    /// Bound on entries held. Defaults to 2,000,000.
+    pub max_entries: usize,
+    /// Total timeout of one page fetch. Defaults to 2 s.
+    pub timeout: Duration,
+    /// Largest page body accepted. Defaults to 1 MiB (a full page of
+    /// [`crate::revocation::MAX_PAGE`] events is about 110 KiB).
+    pub max_page_bytes: usize,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            feed_url: None,
+            poll_interval: Duration::from_secs(1),
+            max_lag: Duration::from_secs(30),
+            stale_policy: StalePolicy::Serve,
+            max_entries: crate::revocation_set::DEFAULT_MAX_ENTRIES,
+            timeout: Duration::from_millis(2000),
+            max_page_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl RevocationConfig {
+    /// Reads the `REVOCATION_*` variables for these issuers.
+    ///
+    /// # Errors
+    /// The first invalid setting, by name.
+    pub fn from_settings(s: &Settings<'_>, issuers: &[TrustedIssuer]) -> Result<Self, ConfigError> {
+        const VAR: &str = "REVOCATION_FEED_URL";
+        let feed_url = match s.get(VAR).as_deref() {
+            Some("off") => None,
+            Some(url) => Some(url.to_owned()),
+            None => match issuers {
+                [one] => Some(crate::revocation::feed_url_of(&one.issuer)),
+                _ => {
+                    return Err(ConfigError::new(
+                        VAR,
+                        "required with several issuers: the feed of the issuer whose sessions you revoke, or off",
+                    ));
+                }
+            },
+        };
+        if let Some(url) = &feed_url {
+            check_jwks_url(url).map_err(|m| ConfigError::new(VAR, m.replace("keys must", "the feed must")))?;
+        }
+        let stale_policy = match s.get("REVOCATION_STALE_POLICY").as_deref() {
+            None | Some("serve") => StalePolicy::Serve,
+            Some("refuse") => StalePolicy::Refuse,
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "REVOCATION_STALE_POLICY",
+                    format!("expected serve or refuse, got {v:?}"),
+                ));
+            }
+        };
+        let cfg = RevocationConfig {
+            feed_url,
+            poll_interval: s.duration(
+                "REVOCATION_POLL_INTERVAL",
+                Duration::from_secs(1),
+                Duration::from_millis(100)..=Duration::from_secs(300),
+            )?,
+            max_lag: s.duration(
+                "REVOCATION_MAX_LAG",
+                Duration::from_secs(30),
+                Duration::from_secs(2)..=Duration::from_secs(3600),
+            )?,
+            stale_policy,
+            max_entries: s.u64_in(
+                "REVOCATION_MAX_ENTRIES",
+                crate::revocation_set::DEFAULT_MAX_ENTRIES as u64,
+                1000..=50_000_000,
+            )? as usize,
+            timeout: s.millis("REVOCATION_TIMEOUT_MS", 2000, 10..=60_000)?,
+            max_page_bytes: 1024 * 1024,
+        };
+        if cfg.max_lag <= cfg.poll_interval {
+            return Err(ConfigError::new("REVOCATION_MAX_LAG", "must be longer than REVOCATION_POLL_INTERVAL"));
+        }
+        Ok(cfg)
+    }
+}
+
 /// Everything the verifier needs. Field docs give the defaults.
 #[derive(Debug, Clone)]
 pub struct VerifierConfig {
@@ -252,6 +400,9 @@ pub struct VerifierConfig {
     pub token_cache_bytes: u64,
     /// Longest token considered; longer ones are malformed. Defaults to 8 KiB.
     pub max_token_bytes: usize,
+    /// The revocation feed. Off unless set ([`VerifierConfig::from_settings`]
+    /// turns it on by default).
+    pub revocation: RevocationConfig,
 }
 
 impl VerifierConfig {
@@ -268,6 +419,7 @@ impl VerifierConfig {
             jwks_max_bytes: 256 * 1024,
             token_cache_bytes: 4 * 1024 * 1024,
             max_token_bytes: 8192,
+            revocation: RevocationConfig::default(),
         }
     }
 
@@ -323,6 +475,7 @@ impl VerifierConfig {
             return Err(ConfigError::new("AUTH_JWKS_MAX_STALE_SECS", "must be at least AUTH_JWKS_REFRESH_SECS"));
         }
         cfg.validate()?;
+        cfg.revocation = RevocationConfig::from_settings(s, &cfg.issuers)?;
         Ok(cfg)
     }
 
@@ -448,7 +601,7 @@ mod tests {
         )
         .unwrap();
         let p = path.to_str().unwrap();
-        let c = load(&[("AUTH_CONFIG_FILE", p)]).unwrap();
+        let c = load(&[("AUTH_CONFIG_FILE", p), ("REVOCATION_FEED_URL", "off")]).unwrap();
         assert_eq!(c.issuers.len(), 2);
         assert_eq!(c.issuers[1].jwks_url(), "https://b/keys");
         assert_eq!(load(&[("AUTH_CONFIG_FILE", p), ("AUTH_ISSUER", "https://a")]).unwrap_err().var, "AUTH_CONFIG_FILE");
@@ -457,6 +610,62 @@ mod tests {
         let err = load(&[("AUTH_CONFIG_FILE", p)]).unwrap_err();
         assert_eq!(err.var, "AUTH_CONFIG_FILE");
         assert!(err.message.contains("unknown field"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn revocation_settings_default_to_the_issuers_feed_and_name_bad_values() {
+        let base = [("AUTH_ISSUER", "https://a.example/"), ("AUTH_AUDIENCE", "api")];
+        let c = load(&base).unwrap().revocation;
+        assert_eq!(c.feed_url.as_deref(), Some("https://a.example/revocations"));
+        assert_eq!(c.poll_interval, Duration::from_secs(1));
+        assert_eq!(c.max_lag, Duration::from_secs(30));
+        assert_eq!(c.stale_policy, StalePolicy::Serve);
+        let c = load(&[
+            base[0],
+            base[1],
+            ("REVOCATION_FEED_URL", "off"),
+            ("REVOCATION_POLL_INTERVAL", "500ms"),
+            ("REVOCATION_MAX_LAG", "10s"),
+            ("REVOCATION_STALE_POLICY", "refuse"),
+        ])
+        .unwrap()
+        .revocation;
+        assert_eq!(c.feed_url, None);
+        assert_eq!(c.poll_interval, Duration::from_millis(500));
+        assert_eq!(c.max_lag, Duration::from_secs(10));
+        assert_eq!(c.stale_policy, StalePolicy::Refuse);
+        for (var, bad) in [
+            ("REVOCATION_FEED_URL", "http://feed.example.com/revocations"),
+            ("REVOCATION_FEED_URL", "nope"),
+            ("REVOCATION_POLL_INTERVAL", "fast"),
+            ("REVOCATION_POLL_INTERVAL", "1ms"),
+            ("REVOCATION_MAX_LAG", "1s"),
+            ("REVOCATION_STALE_POLICY", "maybe"),
+            ("REVOCATION_MAX_ENTRIES", "10"),
+            ("REVOCATION_TIMEOUT_MS", "x"),
+        ] {
+            let err = load(&[base[0], base[1], (var, bad)]).unwrap_err();
+            assert_eq!(err.var, var, "{bad}: {err}");
+        }
+        let err = load(&[base[0], base[1], ("REVOCATION_POLL_INTERVAL", "60s")]).unwrap_err();
+        assert_eq!(err.var, "REVOCATION_MAX_LAG", "the lag bound must exceed the poll interval");
+    }
+
+    #[test]
+    fn several_issuers_need_an_explicit_feed() {
+        let dir = std::env::temp_dir().join(format!("token-core-rev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("issuers.json");
+        std::fs::write(
+            &path,
+            r#"{"issuers":[{"issuer":"https://a","audiences":["api"]},{"issuer":"https://b","audiences":["x"]}]}"#,
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        assert_eq!(load(&[("AUTH_CONFIG_FILE", p)]).unwrap_err().var, "REVOCATION_FEED_URL");
+        let c = load(&[("AUTH_CONFIG_FILE", p), ("REVOCATION_FEED_URL", "https://a/revocations")]).unwrap();
+        assert_eq!(c.revocation.feed_url.as_deref(), Some("https://a/revocations"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

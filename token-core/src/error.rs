@@ -55,6 +55,14 @@ pub enum VerifyError {
     /// server condition, not the client's fault.
     #[error("signing keys unavailable")]
     KeysUnavailable,
+    /// The token's session (`sid`) is revoked, or it was issued before its
+    /// subject's revocation time (logout, logout-all, refresh-token reuse).
+    #[error("token revoked")]
+    Revoked,
+    /// The revocation feed is stale and `REVOCATION_STALE_POLICY=refuse`:
+    /// whether the token is revoked cannot be known. A server condition.
+    #[error("revocation list stale")]
+    RevocationStale,
 }
 
 /// A claim named in [`VerifyError::InvalidClaim`].
@@ -79,6 +87,8 @@ pub enum Claim {
     Scope,
     /// `client_id`
     ClientId,
+    /// `sid`
+    Sid,
 }
 
 impl Claim {
@@ -94,6 +104,7 @@ impl Claim {
             Claim::Jti => "jti",
             Claim::Scope => "scope",
             Claim::ClientId => "client_id",
+            Claim::Sid => "sid",
         }
     }
 }
@@ -127,18 +138,22 @@ impl VerifyError {
                 Claim::Jti => "invalid_claim_jti",
                 Claim::Scope => "invalid_claim_scope",
                 Claim::ClientId => "invalid_claim_client_id",
+                Claim::Sid => "invalid_claim_sid",
             },
             VerifyError::Expired => "expired",
             VerifyError::NotYetValid => "not_yet_valid",
             VerifyError::IssuedInFuture => "issued_in_future",
             VerifyError::InvalidAudience => "invalid_audience",
             VerifyError::KeysUnavailable => "keys_unavailable",
+            VerifyError::Revoked => "revoked",
+            VerifyError::RevocationStale => "revocation_stale",
         }
     }
 
-    /// True when the failure is the server's (no usable keys), not the
-    /// token's: edges answer 503 rather than 401 for these.
+    /// True when the failure is the server's (no usable keys, a stale
+    /// revocation feed under the refuse policy), not the token's: the
+    /// sidecar answers 503 rather than 401 for these.
     pub fn is_server_side(self) -> bool {
-        matches!(self, VerifyError::KeysUnavailable)
+        matches!(self, VerifyError::KeysUnavailable | VerifyError::RevocationStale)
     }
 }

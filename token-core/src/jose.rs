@@ -202,6 +202,7 @@ pub(crate) struct RawClaims<'a> {
     pub jti: Option<Loose<'a>>,
     pub scope: Option<Loose<'a>>,
     pub client_id: Option<Loose<'a>>,
+    pub sid: Option<Loose<'a>>,
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawClaims<'a> {
@@ -225,6 +226,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawClaims<'a> {
                         "jti" => &mut c.jti,
                         "scope" => &mut c.scope,
                         "client_id" => &mut c.client_id,
+                        "sid" => &mut c.sid,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             continue;

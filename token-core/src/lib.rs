@@ -4,6 +4,10 @@
 //!   JWKS of one or more trusted issuers, with the RFC 8725 rules (algorithm
 //!   allowlist, no `crit`, keys only from configuration). Verification does
 //!   no I/O; keys are fetched off the hot path and cached.
+//! - Revocation: [`revocation`] is the feed's wire contract shared with the
+//!   issuer; [`revocation_set::RevocationSet`] holds the revoked sessions and
+//!   subjects every verification checks (in memory, no I/O);
+//!   [`revocation_feed::FeedFollower`] fills it from the issuer's feed.
 //! - [`SigningKey`]: the issuer's side: signs tokens in the same profile and
 //!   publishes its public key as a JWK.
 //! - [`VerifierConfig`] and [`Settings`]: configuration from the environment,
@@ -45,6 +49,8 @@ mod jose;
 pub mod keys;
 pub mod metrics;
 pub mod revocation;
+pub mod revocation_feed;
+pub mod revocation_set;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod sign;
@@ -53,7 +59,7 @@ mod verifier;
 
 pub use alg::{Algorithm, UnknownAlgorithm};
 pub use bearer::{Credentials, parse_authorization};
-pub use config::{ConfigError, Settings, TrustedIssuer, VerifierConfig};
+pub use config::{ConfigError, RevocationConfig, Settings, StalePolicy, TrustedIssuer, VerifierConfig};
 pub use error::{Claim, VerifyError};
 pub use metrics::{Decision, Metrics};
 pub use sign::{AccessClaims, Audience, PublicJwk, PublicJwks, SignError, SigningKey};

@@ -21,7 +21,7 @@ pub enum Decision {
     Rejected(VerifyError),
 }
 
-const VERIFY_ERRORS: [VerifyError; 23] = [
+const VERIFY_ERRORS: [VerifyError; 26] = [
     VerifyError::Malformed,
     VerifyError::InvalidType,
     VerifyError::CriticalHeader,
@@ -40,11 +40,14 @@ const VERIFY_ERRORS: [VerifyError; 23] = [
     VerifyError::InvalidClaim(Claim::Jti),
     VerifyError::InvalidClaim(Claim::Scope),
     VerifyError::InvalidClaim(Claim::ClientId),
+    VerifyError::InvalidClaim(Claim::Sid),
     VerifyError::Expired,
     VerifyError::NotYetValid,
     VerifyError::IssuedInFuture,
     VerifyError::InvalidAudience,
     VerifyError::KeysUnavailable,
+    VerifyError::Revoked,
+    VerifyError::RevocationStale,
 ];
 const FIXED: usize = 4;
 const SLOTS: usize = FIXED + VERIFY_ERRORS.len();
@@ -172,6 +175,9 @@ mod tests {
         assert_eq!(Decision::InsufficientScope.outcome(), "deny");
         assert_eq!(Decision::Rejected(VerifyError::Expired).outcome(), "unauthorized");
         assert_eq!(Decision::Rejected(VerifyError::KeysUnavailable).outcome(), "unavailable");
+        assert_eq!(Decision::Rejected(VerifyError::Revoked).outcome(), "unauthorized");
+        assert_eq!(Decision::Rejected(VerifyError::Revoked).reason(), "revoked");
+        assert_eq!(Decision::Rejected(VerifyError::RevocationStale).outcome(), "unavailable");
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::revocation_set::RevocationIds;
+
 /// A token that passed every check. Cheap to share: edges hold it in an `Arc`.
 #[derive(Debug)]
 pub struct VerifiedToken {
@@ -16,6 +18,8 @@ pub struct VerifiedToken {
     pub(crate) iat: u64,
     pub(crate) nbf: Option<u64>,
     pub(crate) claims: Bytes,
+    /// Computed once at verification, so a cache hit pays only the lookups.
+    pub(crate) revocation: RevocationIds,
 }
 
 impl VerifiedToken {
@@ -74,6 +78,11 @@ impl VerifiedToken {
         &self.claims
     }
 
+    /// The ids the revocation set knows this token by (`sid`, `sub`).
+    pub fn revocation_ids(&self) -> &RevocationIds {
+        &self.revocation
+    }
+
     /// Approximate bytes held, for bounding the cache by memory.
     pub(crate) fn weight(&self) -> u32 {
         // Struct, Arc header and the cache's own per-entry bookkeeping.
@@ -103,6 +112,7 @@ mod tests {
             iat: 0,
             nbf: None,
             claims: Bytes::new(),
+            revocation: RevocationIds::of("s", None),
         }
     }
 

@@ -31,7 +31,9 @@ use crate::config::{ConfigError, VerifierConfig};
 use crate::error::{Claim, VerifyError};
 use crate::jose::{self, Loose, RawClaims, RawHeader};
 use crate::keys::{KeySet, Lookup, ParsedJwks, parse_jwks};
-use crate::metrics::Metrics;
+use crate::metrics::{Decision, Metrics};
+use crate::revocation_feed::{FeedFollower, FeedHealth};
+use crate::revocation_set::{RevocationIds, RevocationSet};
 use crate::token::VerifiedToken;
 
 /// The current time as a duration since the Unix epoch.
@@ -154,17 +156,20 @@ pub struct IssuerHealth {
     pub fetches_failed: u64,
 }
 
-/// Health of every issuer.
+/// Health of every issuer, and of the revocation feed.
 #[derive(Debug, Clone)]
 pub struct Health {
     /// One entry per trusted issuer, in configuration order.
     pub issuers: Vec<IssuerHealth>,
+    /// The revocation feed; `None` when it is off.
+    pub revocation: Option<FeedHealth>,
 }
 
 impl Health {
-    /// Every issuer has usable keys.
+    /// Every issuer has usable keys, and the revocation feed (when on) has
+    /// a complete listing no older than its lag bound.
     pub fn ready(&self) -> bool {
-        self.issuers.iter().all(|i| i.usable)
+        self.issuers.iter().all(|i| i.usable) && self.revocation.as_ref().is_none_or(|r| !r.stale)
     }
 }
 
@@ -182,6 +187,10 @@ pub struct Verifier {
     http: reqwest::Client,
     cache: TokenCache,
     metrics: Metrics,
+    revocations: Arc<RevocationSet>,
+    feed: Option<Arc<FeedFollower>>,
+    /// `Some(max lag in ms)` when stale feeds refuse tokens.
+    refuse_stale_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -209,6 +218,10 @@ impl Verifier {
             .user_agent(concat!("token-core/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| InitError::Http(e.to_string()))?;
+        let revocations = Arc::new(RevocationSet::new(cfg.revocation.max_entries));
+        let feed = FeedFollower::new(&cfg.revocation, Arc::clone(&revocations))?;
+        let refuse_stale_ms = (feed.is_some() && cfg.revocation.stale_policy == crate::config::StalePolicy::Refuse)
+            .then_some(cfg.revocation.max_lag.as_millis() as u64);
         let mut issuers = Vec::with_capacity(cfg.issuers.len());
         for iss in &cfg.issuers {
             let url = iss.jwks_url();
@@ -240,7 +253,38 @@ impl Verifier {
             // removal is also checked on every hit.
             cache: TokenCache::new(cfg.token_cache_bytes, Duration::from_secs(3600)),
             metrics: Metrics::default(),
+            revocations,
+            feed,
+            refuse_stale_ms,
         }))
+    }
+
+    /// The revoked sessions and subjects this verifier checks every token
+    /// against (empty when the feed is off).
+    pub fn revocations(&self) -> &Arc<RevocationSet> {
+        &self.revocations
+    }
+
+    /// The follower of the revocation feed; `None` when it is off
+    /// (`REVOCATION_FEED_URL=off`).
+    pub fn revocation_feed(&self) -> Option<&Arc<FeedFollower>> {
+        self.feed.as_ref()
+    }
+
+    /// The revocation rules for a token that passed every other check:
+    /// revoked first (that answer is certain), then, under the refuse
+    /// policy, a stale feed.
+    #[inline]
+    fn check_revocation(&self, t: &VerifiedToken, now: Duration) -> Result<(), VerifyError> {
+        if self.revocations.is_revoked(&t.revocation, t.iat) {
+            return Err(VerifyError::Revoked);
+        }
+        if let Some(max_lag_ms) = self.refuse_stale_ms
+            && self.revocations.lag_ms(now.as_millis() as u64).is_none_or(|lag| lag > max_lag_ms)
+        {
+            return Err(VerifyError::RevocationStale);
+        }
+        Ok(())
     }
 
     /// The counters this verifier and its edges record.
@@ -309,6 +353,7 @@ impl Verifier {
         {
             if let Some(t) = self.hit(&entry, now) {
                 self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+                self.check_revocation(&t, now).map_err(plain)?;
                 return Ok(t);
             }
             self.cache.remove(digest);
@@ -371,6 +416,7 @@ impl Verifier {
         let nbf = jose::optional_date(claims.nbf.as_ref(), Claim::Nbf).map_err(plain)?;
         let scope = jose::optional_str(claims.scope, Claim::Scope).map_err(plain)?;
         let client_id = jose::optional_str(claims.client_id, Claim::ClientId).map_err(plain)?;
+        let sid = jose::optional_str(claims.sid, Claim::Sid).map_err(plain)?;
         let accepted = |a: &str| issuer.audiences.iter().any(|x| **x == *a);
         match &claims.aud {
             Some(Loose::Str(a)) if accepted(a) => {}
@@ -390,6 +436,7 @@ impl Verifier {
             return Err(plain(VerifyError::IssuedInFuture));
         }
 
+        let revocation = RevocationIds::of(&sub, sid.as_deref());
         let sub: Box<str> = sub.into();
         let jti: Box<str> = jti.into();
         let scope: Box<str> = scope.map(Into::into).unwrap_or_default();
@@ -406,10 +453,12 @@ impl Verifier {
             iat,
             nbf,
             claims: Bytes::from(payload),
+            revocation,
         });
         if let Some(digest) = digest {
             self.cache.insert(digest, idx, Arc::clone(&verified), key, now_s);
         }
+        self.check_revocation(&verified, now).map_err(plain)?;
         Ok(verified)
     }
 
@@ -636,7 +685,8 @@ impl Verifier {
                 }
             })
             .collect();
-        Health { issuers }
+        let revocation = self.feed.as_ref().map(|f| f.health(now.as_millis() as u64));
+        Health { issuers, revocation }
     }
 
     /// Every counter and gauge in Prometheus text format (0.0.4).
@@ -674,6 +724,49 @@ impl Verifier {
                     "auth_jwks_usable" => writeln!(out, "{name}{{issuer=\"{iss}\"}} {}", u8::from(h.usable)),
                     _ => writeln!(out, "{name}{{issuer=\"{iss}\"}} {}", u8::from(h.stale)),
                 };
+            }
+        }
+        if let Some(r) = &health.revocation {
+            let lag = r.lag.map_or(-1.0, |l| l.as_secs_f64());
+            let revoked = self.metrics.count(Decision::Rejected(VerifyError::Revoked));
+            let stale_refused = self.metrics.count(Decision::Rejected(VerifyError::RevocationStale));
+            for (name, kind, help, value) in [
+                (
+                    "auth_revocation_lag_seconds",
+                    "gauge",
+                    "Seconds since the revocation feed's last complete listing (-1: none yet).",
+                    format!("{lag:.3}"),
+                ),
+                ("auth_revocation_max_lag_seconds", "gauge", "The lag bound.", r.max_lag.as_secs_f64().to_string()),
+                (
+                    "auth_revocation_stale",
+                    "gauge",
+                    "1 while the feed has no complete listing within the lag bound.",
+                    u8::from(r.stale).to_string(),
+                ),
+                ("auth_revocation_entries", "gauge", "Revoked sessions and subjects held.", r.entries.to_string()),
+                (
+                    "auth_revocation_fetch_errors_total",
+                    "counter",
+                    "Failed polls of the revocation feed.",
+                    r.fetch_errors.to_string(),
+                ),
+                ("auth_revocation_pages_total", "counter", "Feed pages applied.", r.pages.to_string()),
+                (
+                    "auth_revocation_evicted_total",
+                    "counter",
+                    "Entries evicted because the set was full.",
+                    r.evicted.to_string(),
+                ),
+                ("auth_revocation_revoked_total", "counter", "Tokens refused as revoked.", revoked.to_string()),
+                (
+                    "auth_revocation_stale_refused_total",
+                    "counter",
+                    "Tokens refused because the feed was stale (refuse policy).",
+                    stale_refused.to_string(),
+                ),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
             }
         }
         out

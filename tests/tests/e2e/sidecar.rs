@@ -19,6 +19,8 @@ fn start(jwks: &JwksServer, extra: &[(&str, &str)]) -> Proc {
         ("AUTH_JWKS_URL", url.as_str()),
         ("AUTH_JWKS_TIMEOUT_MS", "1000"),
         ("SIDECAR_LISTEN", "127.0.0.1:0"),
+        // issuer.test has no revocation feed; revocation is tested in revocation.rs.
+        ("REVOCATION_FEED_URL", "off"),
     ];
     env.extend_from_slice(extra);
     Proc::spawn("sidecar", &[], &env)
