@@ -51,12 +51,13 @@ pub const DEMO_SCOPES: &str = "openid pets:read pets:write";
 /// The API id and stage in the method ARNs the front door builds.
 pub const DEV_ARN_PREFIX: &str = "arn:aws:execute-api:local:000000000000:devapi/dev";
 
-const ISSUER_ROUTES: [&str; 7] = [
+const ISSUER_ROUTES: [&str; 8] = [
     "/register",
     "/login",
     "/refresh",
     "/logout",
     "/logout-all",
+    "/revocations",
     "/.well-known/jwks.json",
     "/.well-known/openid-configuration",
 ];

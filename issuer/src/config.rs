@@ -6,7 +6,7 @@
 //! | `ISSUER_AUDIENCE` | required | `aud` of issued tokens, comma-separated |
 //! | `ISSUER_STORE` | `sqlite` (local), `dynamodb` (Lambda) | which store |
 //! | `ISSUER_DATA_DIR` | `./data` | SQLite file and locally generated keys |
-//! | `ISSUER_USERS_TABLE` / `ISSUER_REFRESH_TABLE` | `Users` / `RefreshTokens` | DynamoDB tables |
+//! | `ISSUER_USERS_TABLE` / `ISSUER_REFRESH_TABLE` / `ISSUER_REVOCATIONS_TABLE` | `Users` / `RefreshTokens` / `Revocations` | DynamoDB tables |
 //! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override |
 //! | `ISSUER_SIGNING_KEY_SECRET_ARN` | unset | Secrets Manager secret with the key ring (required on Lambda) |
 //! | `ISSUER_SIGNING_ALG` | `RS256` | algorithm of locally generated keys |
@@ -97,6 +97,8 @@ pub struct IssuerConfig {
     pub users_table: String,
     /// `ISSUER_REFRESH_TABLE`: `RefreshTokens`.
     pub refresh_table: String,
+    /// `ISSUER_REVOCATIONS_TABLE`: `Revocations`.
+    pub revocations_table: String,
     /// `DYNAMODB_ENDPOINT`: unset.
     pub dynamodb_endpoint: Option<String>,
     /// `ISSUER_SIGNING_KEY_SECRET_ARN`: required on Lambda.
@@ -220,6 +222,7 @@ impl IssuerConfig {
             data_dir: PathBuf::from(s.get("ISSUER_DATA_DIR").unwrap_or_else(|| "./data".into())),
             users_table: s.get("ISSUER_USERS_TABLE").unwrap_or_else(|| "Users".into()),
             refresh_table: s.get("ISSUER_REFRESH_TABLE").unwrap_or_else(|| "RefreshTokens".into()),
+            revocations_table: s.get("ISSUER_REVOCATIONS_TABLE").unwrap_or_else(|| "Revocations".into()),
             dynamodb_endpoint: s.get("DYNAMODB_ENDPOINT"),
             signing_key_secret_arn,
             signing_alg,
@@ -324,6 +327,7 @@ impl IssuerConfig {
         crate::store::dynamo::DynamoConfig {
             users_table: self.users_table.clone(),
             refresh_table: self.refresh_table.clone(),
+            revocations_table: self.revocations_table.clone(),
             endpoint: self.dynamodb_endpoint.clone(),
             ..crate::store::dynamo::DynamoConfig::default()
         }

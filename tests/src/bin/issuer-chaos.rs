@@ -1072,6 +1072,7 @@ async fn main() {
         let cfg = issuer::store::dynamo::DynamoConfig {
             users_table: format!("chaos-{run}-Users"),
             refresh_table: format!("chaos-{run}-RefreshTokens"),
+            revocations_table: format!("chaos-{run}-Revocations"),
             endpoint: Some(moto.clone()),
             ..Default::default()
         };
@@ -1085,6 +1086,7 @@ async fn main() {
             ("DYNAMODB_ENDPOINT".into(), p.url()),
             ("ISSUER_USERS_TABLE".into(), cfg.users_table.clone()),
             ("ISSUER_REFRESH_TABLE".into(), cfg.refresh_table.clone()),
+            ("ISSUER_REVOCATIONS_TABLE".into(), cfg.revocations_table.clone()),
             ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
             ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
             ("AWS_REGION".into(), "us-east-1".into()),

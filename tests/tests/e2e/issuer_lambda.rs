@@ -245,6 +245,7 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
     let dynamo = DynamoConfig {
         users_table: format!("{prefix}-Users"),
         refresh_table: format!("{prefix}-RefreshTokens"),
+        revocations_table: format!("{prefix}-Revocations"),
         endpoint: Some(endpoint.clone()),
         ..DynamoConfig::default()
     };
@@ -272,6 +273,7 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
             ("ISSUER_AUDIENCE", "api"),
             ("ISSUER_USERS_TABLE", dynamo.users_table.as_str()),
             ("ISSUER_REFRESH_TABLE", dynamo.refresh_table.as_str()),
+            ("ISSUER_REVOCATIONS_TABLE", dynamo.revocations_table.as_str()),
             ("ISSUER_SIGNING_KEY_SECRET_ARN", arn.as_str()),
             ("ISSUER_COOKIE_PATH_PREFIX", "/prod"),
             ("AWS_LAMBDA_FUNCTION_NAME", "issuer"),
