@@ -30,9 +30,13 @@ STEPS_START=$(date +%s.%N)
 STEP_TIMES_FILE=$(mktemp -t test-steps-times.XXXXXX)
 CHILDREN_MS=0
 children_cpu() {
-  local u s t ms=0
-  times >"$STEP_TIMES_FILE"
-  { read -r _ && read -r u s; } <"$STEP_TIMES_FILE"
+  # One file per shell: the background job's subshell measures too, and a
+  # shared file truncated by one while the other reads it left `u` unset
+  # (a run failed on "u: unbound variable").
+  local u="" s="" t ms=0 f="$STEP_TIMES_FILE.$BASHPID"
+  times >"$f"
+  { read -r _ && read -r u s; } <"$f" || true
+  rm -f "$f"
   for t in "$u" "$s"; do
     [[ $t =~ ^([0-9]+)m([0-9]+)[.,]([0-9]{3})s$ ]] || continue
     ms=$((ms + 10#${BASH_REMATCH[1]} * 60000 + 10#${BASH_REMATCH[2]} * 1000 + 10#${BASH_REMATCH[3]}))
