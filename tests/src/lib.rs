@@ -169,10 +169,72 @@ async fn answer(st: &State, path: &str) -> Response<Full<Bytes>> {
 /// When `cond` still does not hold after `within`, with `what` and the
 /// time waited.
 pub async fn wait_for(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    eventually(what, within, || std::future::ready(cond())).await;
+}
+
+/// As [`wait_for`], for a condition that is itself asynchronous (an HTTP
+/// request: the sidecar's readiness, a token's answer).
+///
+/// # Panics
+/// As [`wait_for`].
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let started = std::time::Instant::now();
-    while !cond() {
+    while !cond().await {
         assert!(started.elapsed() < within, "waited {within:?} for {what}, in vain");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// The dev stack (the `devstack` binary) on free loopback ports, with its
+/// addresses read from its "dev stack ready" log line.
+#[derive(Debug)]
+pub struct DevStack {
+    /// The process (logs, signals).
+    pub proc: Proc,
+    /// The front door (API Gateway in place).
+    pub gateway: String,
+    /// The issuer.
+    pub issuer: String,
+    /// The sidecar.
+    pub sidecar: String,
+}
+
+impl DevStack {
+    /// Starts it over `data_dir` with `extra` flags after the ports.
+    ///
+    /// # Panics
+    /// When it does not start or logs no ready line.
+    pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        let dir = data_dir.to_str().unwrap();
+        let mut args = vec![
+            "--data-dir",
+            dir,
+            "--gateway-port",
+            "0",
+            "--issuer-port",
+            "0",
+            "--sidecar-port",
+            "0",
+            "--backend-port",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let proc = Proc::spawn("devstack", &args, &[]);
+        let ready: serde_json::Value = proc
+            .logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["fields"]["message"] == "dev stack ready")
+            .expect("ready line");
+        let addr = |k: &str| -> String {
+            let a: SocketAddr = ready["fields"][k].as_str().unwrap().parse().unwrap();
+            format!("http://localhost:{}", a.port())
+        };
+        DevStack { gateway: addr("gateway"), issuer: addr("issuer"), sidecar: addr("sidecar"), proc }
     }
 }
 

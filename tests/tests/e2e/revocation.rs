@@ -3,11 +3,9 @@
 //! within the bound, and logging out one session leaves the user's other
 //! session working. Needs the issuer's feed (`GET /revocations`).
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e_tests::Proc;
+use e2e_tests::{DevStack, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -19,65 +17,20 @@ const GATEWAY_TTL_SECS: u64 = 2;
 /// (30 s) plus the TTL. Never what a test asserts.
 const WITHIN: Duration = Duration::from_secs(30 + GATEWAY_TTL_SECS);
 
-struct Stack {
-    _proc: Proc,
-    gateway: String,
-    issuer: String,
-    sidecar: String,
-}
-
-fn start(name: &str) -> (Stack, std::path::PathBuf) {
+fn start(name: &str) -> (DevStack, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("e2e-revocation-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let ttl = GATEWAY_TTL_SECS.to_string();
-    let args = [
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--gateway-port",
-        "0",
-        "--issuer-port",
-        "0",
-        "--sidecar-port",
-        "0",
-        "--backend-port",
-        "0",
-        "--authorizer-ttl-secs",
-        &ttl,
-    ];
-    let proc = Proc::spawn("devstack", &args, &[]);
-    let ready: Value = proc
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "dev stack ready")
-        .expect("ready line");
-    let addr = |k: &str| -> String {
-        let a: SocketAddr = ready["fields"][k].as_str().unwrap().parse().unwrap();
-        format!("http://localhost:{}", a.port())
-    };
-    (Stack { gateway: addr("gateway"), issuer: addr("issuer"), sidecar: addr("sidecar"), _proc: proc }, dir)
+    (DevStack::start(&dir, &["--authorizer-ttl-secs", &ttl]), dir)
 }
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
-/// Polls `check` every 100 ms until it holds; fails naming `what` after `within`.
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "waited {within:?} for {what}, in vain");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits for the sidecar's first complete listing of the feed (its readiness).
-async fn wait_ready(s: &Stack) {
+async fn wait_ready(s: &DevStack) {
     let url = format!("{}/readyz", s.sidecar);
     eventually(
         "the sidecar's first complete listing of the issuer's revocation feed (GET /revocations on the issuer)",
@@ -90,7 +43,7 @@ async fn wait_ready(s: &Stack) {
     .await;
 }
 
-async fn register(s: &Stack, email: &str) {
+async fn register(s: &DevStack, email: &str) {
     let resp = client()
         .post(format!("{}/register", s.issuer))
         .json(&json!({"email": email, "password": "correct horse battery"}))
@@ -101,7 +54,7 @@ async fn register(s: &Stack, email: &str) {
 }
 
 /// Logs in: (access token, refresh cookie).
-async fn login(s: &Stack, email: &str) -> (String, String) {
+async fn login(s: &DevStack, email: &str) -> (String, String) {
     let resp = client()
         .post(format!("{}/login", s.issuer))
         .json(&json!({"email": email, "password": "correct horse battery"}))
@@ -121,15 +74,15 @@ async fn login(s: &Stack, email: &str) -> (String, String) {
     (body["access_token"].as_str().unwrap().to_owned(), cookie)
 }
 
-async fn sidecar_status(s: &Stack, token: &str) -> StatusCode {
+async fn sidecar_status(s: &DevStack, token: &str) -> StatusCode {
     client().get(format!("{}/verify", s.sidecar)).bearer_auth(token).send().await.unwrap().status()
 }
 
-async fn gateway_status(s: &Stack, token: &str) -> StatusCode {
+async fn gateway_status(s: &DevStack, token: &str) -> StatusCode {
     client().get(format!("{}/pets", s.gateway)).bearer_auth(token).send().await.unwrap().status()
 }
 
-async fn metrics(s: &Stack) -> String {
+async fn metrics(s: &DevStack) -> String {
     client().get(format!("{}/metrics", s.sidecar)).send().await.unwrap().text().await.unwrap()
 }
 

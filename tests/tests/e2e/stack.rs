@@ -2,36 +2,14 @@
 //! walkthrough run over HTTP and every answer checked, including the front
 //! door's cached-policy behaviour.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use e2e_tests::Proc;
+use e2e_tests::DevStack;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-struct Stack {
-    proc: Proc,
-    gateway: String,
-    issuer: String,
-    sidecar: String,
-}
-
-fn start(data_dir: &std::path::Path) -> Stack {
-    let dir = data_dir.to_str().unwrap();
-    let args =
-        ["--data-dir", dir, "--gateway-port", "0", "--issuer-port", "0", "--sidecar-port", "0", "--backend-port", "0"];
-    let proc = Proc::spawn("devstack", &args, &[]);
-    let ready: Value = proc
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "dev stack ready")
-        .expect("ready line");
-    let addr = |k: &str| -> String {
-        let a: SocketAddr = ready["fields"][k].as_str().unwrap().parse().unwrap();
-        format!("http://localhost:{}", a.port())
-    };
-    Stack { gateway: addr("gateway"), issuer: addr("issuer"), sidecar: addr("sidecar"), proc }
+fn start(data_dir: &std::path::Path) -> DevStack {
+    DevStack::start(data_dir, &[])
 }
 
 fn client() -> reqwest::Client {
@@ -48,7 +26,7 @@ fn refresh_cookie(resp: &reqwest::Response) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_owned())
 }
 
-async fn login(s: &Stack, email: &str) -> (String, String) {
+async fn login(s: &DevStack, email: &str) -> (String, String) {
     let resp = client()
         .post(format!("{}/login", s.issuer))
         .json(&json!({"email": email, "password": "correct horse battery"}))
@@ -61,7 +39,7 @@ async fn login(s: &Stack, email: &str) -> (String, String) {
     (body["access_token"].as_str().unwrap().to_owned(), cookie)
 }
 
-async fn refresh(s: &Stack, cookie: &str) -> reqwest::Response {
+async fn refresh(s: &DevStack, cookie: &str) -> reqwest::Response {
     client()
         .post(format!("{}/refresh", s.issuer))
         .header("cookie", cookie)
