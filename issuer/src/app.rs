@@ -19,6 +19,7 @@ use crate::config::IssuerConfig;
 use crate::cookie::{self, check_csrf, check_origin_if_present, origin_allowed};
 use crate::error::ApiError;
 use crate::keys::{KeyError, KeyRing};
+use crate::mail::{Mailer, NoMail};
 use crate::password::{HashError, PasswordHasher};
 use crate::session::{Issued, SessionError, SessionRules, Sessions};
 use crate::store::{FeedCursor, Store, StoreError};
@@ -129,6 +130,7 @@ pub struct App<S: Store> {
     jwks_cache_control: HeaderValue,
     oidc_json: Bytes,
     clock: Clock,
+    mailer: Mailer,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -162,7 +164,15 @@ impl<S: Store> App<S> {
         let oidc_json = Bytes::from(serde_json::to_vec(&oidc).map_err(|e| InitError::Setup(e.to_string()))?);
         let jwks_cache_control = HeaderValue::from_str(&format!("public, max-age={}", cfg.jwks_max_age_secs))
             .map_err(|e| InitError::Setup(e.to_string()))?;
-        Ok(App { cfg, sessions, jwks_json, jwks_cache_control, oidc_json, clock: Arc::new(system_clock) })
+        Ok(App {
+            cfg,
+            sessions,
+            jwks_json,
+            jwks_cache_control,
+            oidc_json,
+            clock: Arc::new(system_clock),
+            mailer: Mailer::new(NoMail),
+        })
     }
 
     /// Replaces the clock (tests: expiry and lockout without sleeping).
@@ -170,6 +180,19 @@ impl<S: Store> App<S> {
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// Sends mail through `mailer` (the default sends none: the routes
+    /// that mail answer 503).
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Mailer) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    /// The mailer.
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
     }
 
     /// The configuration.

@@ -37,6 +37,14 @@
 //! | `ISSUER_LOGIN_ACCOUNT_WINDOW_SECS` | 60 | window of the per-account counter |
 //! | `ISSUER_ATTEMPT_KEY` | derived from the signing keys | base64url secret (32+ bytes) keying the attempt counters |
 //! | `ISSUER_CLIENT_IP_HEADER` | unset | local server behind a trusted proxy: the header carrying the client address (else the socket peer) |
+//! | `ISSUER_REQUIRE_VERIFIED_EMAIL` | `true` | a registration becomes an account only once its address is verified (`false`: at once, no verification mail; for tests and migrations) |
+//! | `ISSUER_VERIFY_TTL_SECS` | 86400 | lifetime of a verification link (600..=604800); an unverified registration expires with it |
+//! | `ISSUER_RESET_TTL_SECS` | 900 | lifetime of a password reset link (60..=86400) |
+//! | `ISSUER_RECOVERY_MAX_PER_CLIENT` | 20 | sign-ups, reset requests, verifications and resets from one client address (IPv6: /64) per recovery window |
+//! | `ISSUER_MAIL_MAX_PER_ADDRESS` | 5 | messages sent to one email address (sign-up and reset requests) per recovery window |
+//! | `ISSUER_RECOVERY_WINDOW_SECS` | 3600 | window of the two counters above |
+//! | `ISSUER_PRODUCT_NAME` | `your account` | product name in messages |
+//! | `ISSUER_LINK_BASE` | `ISSUER_URL` | base URL of the pages that mail links open (`/verify-email`, `/reset-password`) |
 //! | `ISSUER_LEGACY_BCRYPT_COST` | unset | the store holds imported bcrypt hashes of this cost (4..=31): every login then does one bcrypt at this cost too, so imported accounts cost the same to check as the others |
 
 use std::net::{IpAddr, SocketAddr};
@@ -149,6 +157,35 @@ pub struct IssuerConfig {
     pub attempt_key: Option<Vec<u8>>,
     /// `ISSUER_CLIENT_IP_HEADER`: unset (the socket peer is the client).
     pub client_ip_header: Option<http::HeaderName>,
+    /// `ISSUER_REQUIRE_VERIFIED_EMAIL`: true.
+    pub require_verified_email: bool,
+    /// `ISSUER_VERIFY_TTL_SECS`: 24 h.
+    pub verify_ttl_secs: u64,
+    /// `ISSUER_RESET_TTL_SECS`: 15 min.
+    pub reset_ttl_secs: u64,
+    /// `ISSUER_RECOVERY_*`, `ISSUER_MAIL_MAX_PER_ADDRESS`.
+    pub recovery_limits: RecoveryLimits,
+    /// `ISSUER_PRODUCT_NAME`, `ISSUER_LINK_BASE`.
+    pub branding: crate::mail::Branding,
+}
+
+/// Limits on the account-recovery routes (sign-up, verification, reset
+/// request, reset), counted in one window per client address and per
+/// recipient address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryLimits {
+    /// Requests from one client address (IPv6: /64) per window.
+    pub per_client: u32,
+    /// Messages to one email address per window.
+    pub mail_per_address: u32,
+    /// The window in seconds.
+    pub window_secs: u64,
+}
+
+impl Default for RecoveryLimits {
+    fn default() -> Self {
+        RecoveryLimits { per_client: 20, mail_per_address: 5, window_secs: 3600 }
+    }
 }
 
 impl IssuerConfig {
@@ -286,6 +323,51 @@ impl IssuerConfig {
                     Some(http::HeaderName::try_from(v.trim()).map_err(|_| {
                         ConfigError::new("ISSUER_CLIENT_IP_HEADER", format!("{v:?} is not a header name"))
                     })?)
+                }
+            },
+            require_verified_email: match s
+                .get("ISSUER_REQUIRE_VERIFIED_EMAIL")
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "ISSUER_REQUIRE_VERIFIED_EMAIL",
+                        format!("expected true or false, got {other:?}"),
+                    ));
+                }
+            },
+            verify_ttl_secs: s.u64_in("ISSUER_VERIFY_TTL_SECS", 86_400, 600..=604_800)?,
+            reset_ttl_secs: s.u64_in("ISSUER_RESET_TTL_SECS", 900, 60..=86_400)?,
+            recovery_limits: RecoveryLimits {
+                per_client: u32_in("ISSUER_RECOVERY_MAX_PER_CLIENT", 20, 1..=1_000_000)?,
+                mail_per_address: u32_in("ISSUER_MAIL_MAX_PER_ADDRESS", 5, 1..=1000)?,
+                window_secs: s.u64_in("ISSUER_RECOVERY_WINDOW_SECS", 3600, 1..=86_400)?,
+            },
+            branding: crate::mail::Branding { product: String::new(), link_base: String::new() },
+        };
+        let mut cfg = cfg;
+        cfg.branding = crate::mail::Branding {
+            product: match s.get("ISSUER_PRODUCT_NAME") {
+                None => "your account".to_owned(),
+                Some(p) if !p.trim().is_empty() && p.chars().count() <= 64 && !p.chars().any(char::is_control) => {
+                    p.trim().to_owned()
+                }
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "ISSUER_PRODUCT_NAME",
+                        "expected 1 to 64 characters without control characters",
+                    ));
+                }
+            },
+            link_base: match s.get("ISSUER_LINK_BASE") {
+                None => cfg.issuer_url.trim_end_matches('/').to_owned(),
+                Some(v) => {
+                    check_issuer_url(&v).map_err(|m| ConfigError::new("ISSUER_LINK_BASE", m))?;
+                    v.trim_end_matches('/').to_owned()
                 }
             },
         };

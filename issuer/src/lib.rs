@@ -36,6 +36,7 @@ pub mod cookie;
 pub mod error;
 pub mod keys;
 pub mod lambda;
+pub mod mail;
 pub mod password;
 pub mod server;
 pub mod session;

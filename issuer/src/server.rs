@@ -27,6 +27,7 @@ use crate::attempts::ClientAddr;
 use crate::config::IssuerConfig;
 use crate::error::ApiError;
 use crate::keys::KeyRing;
+use crate::mail::{Mailer, Outbox};
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::wire::{MAX_BODY_BYTES, Request, Response};
@@ -112,8 +113,11 @@ pub async fn serve_with<S: Store>(
     .await
 }
 
-/// The local issuer: the SQLite store and the key ring in `cfg.data_dir`,
-/// both created on first start. This is where the local shape picks its
+/// The local outbox's directory inside the data directory.
+pub const OUTBOX_DIR: &str = "outbox";
+
+/// The local issuer: the SQLite store, the key ring and the mail outbox
+/// ([`OUTBOX_DIR`]) in `cfg.data_dir`, created on first start. This is where the local shape picks its
 /// backend; the Lambda bootstrap picks DynamoDB.
 ///
 /// # Errors
@@ -121,7 +125,9 @@ pub async fn serve_with<S: Store>(
 pub fn local_app(cfg: IssuerConfig) -> Result<App<SqliteStore>, InitError> {
     let store = SqliteStore::open_in_dir(&cfg.data_dir, &cfg.sqlite_options())?;
     let keys = KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg)?;
-    App::new(cfg, store, keys)
+    let outbox = Outbox::open(&cfg.data_dir.join(OUTBOX_DIR))
+        .map_err(|e| InitError::Setup(format!("mail outbox in {}: {e}", cfg.data_dir.display())))?;
+    Ok(App::new(cfg, store, keys)?.with_mailer(Mailer::new(outbox)))
 }
 
 async fn handle<S: Store>(
