@@ -33,8 +33,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use token_core::revocation::{FeedEvent, RevocationId};
 
 use super::{
-    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, REVOCATION_SETTLE_MS, RevocationEvent,
-    RevocationPage, RevocationTarget, RotateOutcome, Store, StoreError, UserRecord, new_event_id,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, PasswordChange, PasswordProof,
+    PendingSignup, REVOCATION_SETTLE_MS, ResetToken, RevocationEvent, RevocationPage, RevocationTarget, RotateOutcome,
+    SignupOutcome, Store, StoreError, UserRecord, new_event_id,
 };
 
 /// Lock threshold the suite uses where it does not vary it (Cognito's 5).
@@ -49,6 +50,10 @@ pub const SESSION_MAX: u64 = 90 * 24 * 3600;
 pub const RACERS: usize = 50;
 /// How many revocations race in [`concurrent_revocations_record_once_each`].
 pub const RACERS_REVOKE: usize = 20;
+/// How many completions of one registration, and resets with one token,
+/// race in [`concurrent_signup_completions_one_winner`] and
+/// [`concurrent_resets_one_winner`].
+pub const RACERS_RECOVERY: usize = 20;
 
 /// Runs every behaviour of the suite, one after the other.
 pub async fn run_all<S: Store>(store: Arc<S>) {
@@ -84,6 +89,16 @@ pub async fn run_all<S: Store>(store: Arc<S>) {
     session_revocation_revokes_the_family_once(&store).await;
     subject_revocation_raises_tokens_valid_after(&store).await;
     concurrent_revocations_record_once_each(&store).await;
+    signup_completes_once(&store).await;
+    expired_signup_is_invalid(&store).await;
+    signup_of_a_taken_address_is_used_up(&store).await;
+    concurrent_signup_completions_one_winner(&store).await;
+    two_signups_of_one_address_make_one_account(&store).await;
+    reset_tokens_replace_each_other(&store).await;
+    reset_changes_the_password_once_with_its_revocation(&store).await;
+    wrong_or_expired_reset_writes_nothing(&store).await;
+    concurrent_resets_one_winner(&store).await;
+    change_with_the_current_hash_only(&store).await;
 }
 
 /// Generates one `#[tokio::test]` per behaviour of the suite.
@@ -126,6 +141,16 @@ macro_rules! store_conformance_tests {
             session_revocation_revokes_the_family_once,
             subject_revocation_raises_tokens_valid_after,
             concurrent_revocations_record_once_each,
+            signup_completes_once,
+            expired_signup_is_invalid,
+            signup_of_a_taken_address_is_used_up,
+            concurrent_signup_completions_one_winner,
+            two_signups_of_one_address_make_one_account,
+            reset_tokens_replace_each_other,
+            reset_changes_the_password_once_with_its_revocation,
+            wrong_or_expired_reset_writes_nothing,
+            concurrent_resets_one_winner,
+            change_with_the_current_hash_only,
         );
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
@@ -1056,4 +1081,263 @@ pub async fn concurrent_revocations_record_once_each<S: Store>(store: &Arc<S>) {
     let ids: HashSet<RevocationId> = others.iter().map(|f| RevocationId::session(&f.family_id)).collect();
     let count = events.iter().filter(|e| matches!(e, FeedEvent::Session { id, .. } if ids.contains(id))).count();
     assert_eq!(count, RACERS_REVOKE, "one event per other family");
+}
+
+// ------------------------------------------------- sign-up and recovery
+
+const OTHER_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$b3RoZXJzYWx0$bmV3aGFzaG5ld2hhc2g";
+
+fn pending(email: &str, now: u64, expires_at: u64) -> PendingSignup {
+    PendingSignup {
+        token_hash: fresh_id("signup"),
+        email: email.to_owned(),
+        password_hash: new_user(email).password_hash,
+        scope: "openid pets:read".to_owned(),
+        created_at: now,
+        expires_at,
+    }
+}
+
+fn reset_change(user_id: &str, token_hash: &str, new_hash: &str, now: u64) -> PasswordChange {
+    PasswordChange {
+        user_id: user_id.to_owned(),
+        new_hash: new_hash.to_owned(),
+        proof: PasswordProof::ResetToken { token_hash: token_hash.to_owned() },
+        event: subject_event(user_id, now * 1000 - 2000, now + 1, now + 1000),
+    }
+}
+
+async fn user_of<S: Store>(store: &S, user_id: &str) -> UserRecord {
+    ok(store.get_user(user_id).await, "get_user").unwrap_or_else(|| panic!("user {user_id} missing"))
+}
+
+/// A pending registration becomes an account once, with what it holds; the
+/// address was not claimed before.
+pub async fn signup_completes_once<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let email = fresh_email();
+    let p = pending(&email, now, now + 3600);
+    ok(store.create_signup(&p).await, "create_signup");
+    assert_eq!(ok(store.find_user_by_email(&email).await, "find"), None, "pending is not an account");
+    let id = fresh_id("user");
+    let created = ok(store.complete_signup(&p.token_hash, &id, now + 10).await, "complete_signup");
+    let SignupOutcome::Created(user) = created else { panic!("expected Created, got {created:?}") };
+    assert_eq!((user.user_id.as_str(), user.email.as_str()), (id.as_str(), email.as_str()));
+    assert_eq!((user.password_hash.as_str(), user.scope.as_str()), (p.password_hash.as_str(), p.scope.as_str()));
+    let found = ok(store.find_user_by_email(&email).await, "find").map(|u| u.user_id);
+    assert_eq!(found.as_deref(), Some(id.as_str()));
+    let again = ok(store.complete_signup(&p.token_hash, &fresh_id("user"), now + 11).await, "again");
+    assert_eq!(again, SignupOutcome::Invalid, "single use");
+    let unknown = ok(store.complete_signup(&fresh_id("nope"), &fresh_id("user"), now).await, "unknown");
+    assert_eq!(unknown, SignupOutcome::Invalid);
+}
+
+/// An expired registration (`expires_at == now` included) makes nothing.
+pub async fn expired_signup_is_invalid<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let email = fresh_email();
+    let p = pending(&email, now - 100, now);
+    ok(store.create_signup(&p).await, "create_signup");
+    let out = ok(store.complete_signup(&p.token_hash, &fresh_id("user"), now).await, "complete_signup");
+    assert_eq!(out, SignupOutcome::Invalid);
+    assert_eq!(ok(store.find_user_by_email(&email).await, "find"), None, "no account");
+    // Control: the same registration a second earlier would have worked.
+    let live = pending(&email, now - 100, now + 1);
+    ok(store.create_signup(&live).await, "create_signup");
+    let out = ok(store.complete_signup(&live.token_hash, &fresh_id("user"), now).await, "complete_signup");
+    assert!(matches!(out, SignupOutcome::Created(_)), "{out:?}");
+}
+
+/// Completing a registration of an address that has an account changes
+/// nothing of the account and uses the registration up.
+pub async fn signup_of_a_taken_address_is_used_up<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let user = registered(store.as_ref()).await;
+    let p = pending(&user.email, now, now + 3600);
+    ok(store.create_signup(&p).await, "create_signup");
+    let out = ok(store.complete_signup(&p.token_hash, &fresh_id("user"), now).await, "complete_signup");
+    assert_eq!(out, SignupOutcome::EmailTaken);
+    let again = ok(store.complete_signup(&p.token_hash, &fresh_id("user"), now).await, "again");
+    assert_eq!(again, SignupOutcome::Invalid, "used up");
+    let found = ok(store.find_user_by_email(&user.email).await, "find").map(|u| u.user_id);
+    assert_eq!(found, Some(user.user_id.clone()), "the account is untouched");
+}
+
+/// Of concurrent completions of one registration exactly one creates the
+/// account.
+pub async fn concurrent_signup_completions_one_winner<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let email = fresh_email();
+    let p = pending(&email, now, now + 3600);
+    ok(store.create_signup(&p).await, "create_signup");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..RACERS_RECOVERY {
+        let (s, hash) = (Arc::clone(store), p.token_hash.clone());
+        tasks.spawn(async move {
+            let id = fresh_id("user");
+            (ok(s.complete_signup(&hash, &id, now).await, "complete_signup"), id)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (out, id) = joined.unwrap_or_else(|e| panic!("task: {e}"));
+        match out {
+            SignupOutcome::Created(u) => winners.push((u.user_id, id)),
+            SignupOutcome::Invalid => {}
+            SignupOutcome::EmailTaken => panic!("one registration cannot find its own address taken"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner: {winners:?}");
+    assert_eq!(winners[0].0, winners[0].1);
+    let found = ok(store.find_user_by_email(&email).await, "find").map(|u| u.user_id);
+    assert_eq!(found.as_ref(), Some(&winners[0].0), "the winner owns the address");
+}
+
+/// Two registrations of one address completed at once: one account.
+pub async fn two_signups_of_one_address_make_one_account<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let email = fresh_email();
+    let (a, b) = (pending(&email, now, now + 3600), pending(&email, now, now + 3600));
+    ok(store.create_signup(&a).await, "create_signup");
+    ok(store.create_signup(&b).await, "create_signup");
+    let (ida, idb) = (fresh_id("user"), fresh_id("user"));
+    let (ra, rb) =
+        tokio::join!(store.complete_signup(&a.token_hash, &ida, now), store.complete_signup(&b.token_hash, &idb, now));
+    let outs = [ok(ra, "a"), ok(rb, "b")];
+    let created = outs.iter().filter(|o| matches!(o, SignupOutcome::Created(_))).count();
+    let taken = outs.iter().filter(|o| matches!(o, SignupOutcome::EmailTaken)).count();
+    assert_eq!((created, taken), (1, 1), "{outs:?}");
+}
+
+/// A user has one reset token: a new one replaces the last.
+pub async fn reset_tokens_replace_each_other<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let user = registered(store.as_ref()).await;
+    assert_eq!(ok(store.get_reset(&user.user_id).await, "get_reset"), None);
+    let first = ResetToken {
+        user_id: user.user_id.clone(),
+        token_hash: fresh_id("reset"),
+        created_at: now,
+        expires_at: now + 900,
+    };
+    ok(store.put_reset(&first).await, "put_reset");
+    assert_eq!(ok(store.get_reset(&user.user_id).await, "get_reset"), Some(first.clone()));
+    let second = ResetToken { token_hash: fresh_id("reset"), created_at: now + 1, ..first.clone() };
+    ok(store.put_reset(&second).await, "put_reset");
+    assert_eq!(ok(store.get_reset(&user.user_id).await, "get_reset"), Some(second.clone()));
+    let stale = reset_change(&user.user_id, &first.token_hash, OTHER_HASH, now + 2);
+    assert!(!ok(store.change_password(&stale, now + 2).await, "change_password"), "the replaced token is dead");
+    assert_eq!(user_of(store.as_ref(), &user.user_id).await.password_hash, user.password_hash);
+    let fresh = reset_change(&user.user_id, &second.token_hash, OTHER_HASH, now + 2);
+    assert!(ok(store.change_password(&fresh, now + 2).await, "change_password"), "control: the newest works");
+}
+
+/// A reset sets the hash, raises `tokens_valid_after`, records its event
+/// and uses the token up, in one write; a second use writes nothing.
+pub async fn reset_changes_the_password_once_with_its_revocation<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let user = registered(store.as_ref()).await;
+    let token_hash = fresh_id("reset");
+    let reset = ResetToken {
+        user_id: user.user_id.clone(),
+        token_hash: token_hash.clone(),
+        created_at: now,
+        expires_at: now + 900,
+    };
+    ok(store.put_reset(&reset).await, "put_reset");
+    let change = reset_change(&user.user_id, &token_hash, OTHER_HASH, now);
+    assert!(ok(store.change_password(&change, now).await, "change_password"));
+    let after = user_of(store.as_ref(), &user.user_id).await;
+    assert_eq!((after.password_hash.as_str(), after.tokens_valid_after), (OTHER_HASH, now + 1));
+    assert_eq!(ok(store.get_reset(&user.user_id).await, "get_reset"), None, "used up");
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 3000)), 1000, now_ms).await;
+    assert_eq!(befores_of(&events, &user.user_id), vec![now + 1], "the reset is a revocation event");
+    let again = reset_change(&user.user_id, &token_hash, &user.password_hash, now);
+    assert!(!ok(store.change_password(&again, now).await, "again"), "single use");
+    assert_eq!(user_of(store.as_ref(), &user.user_id).await.password_hash, OTHER_HASH);
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 3000)), 1000, now_ms).await;
+    assert_eq!(befores_of(&events, &user.user_id).len(), 1, "a refused change records no event");
+}
+
+/// A wrong or expired reset token, or an unknown user, writes nothing.
+pub async fn wrong_or_expired_reset_writes_nothing<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let user = registered(store.as_ref()).await;
+    let token_hash = fresh_id("reset");
+    let reset = ResetToken {
+        user_id: user.user_id.clone(),
+        token_hash: token_hash.clone(),
+        created_at: now - 900,
+        expires_at: now,
+    };
+    ok(store.put_reset(&reset).await, "put_reset");
+    for (what, change) in [
+        ("wrong token", reset_change(&user.user_id, &fresh_id("guess"), OTHER_HASH, now - 1)),
+        ("expired token", reset_change(&user.user_id, &token_hash, OTHER_HASH, now)),
+        ("unknown user", reset_change(&fresh_id("user"), &token_hash, OTHER_HASH, now - 1)),
+    ] {
+        let at = if what == "expired token" { now } else { now - 1 };
+        assert!(!ok(store.change_password(&change, at).await, what), "{what}");
+    }
+    let after = user_of(store.as_ref(), &user.user_id).await;
+    assert_eq!((after.password_hash.as_str(), after.tokens_valid_after), (user.password_hash.as_str(), 0));
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 5000)), 1000, now_ms).await;
+    assert!(befores_of(&events, &user.user_id).is_empty(), "no event");
+    // Control: the right token a second before expiry works.
+    let change = reset_change(&user.user_id, &token_hash, OTHER_HASH, now - 1);
+    assert!(ok(store.change_password(&change, now - 1).await, "control"));
+}
+
+/// Of concurrent resets with one token exactly one changes the password,
+/// and only its event is recorded.
+pub async fn concurrent_resets_one_winner<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let now_ms = now * 1000;
+    let user = registered(store.as_ref()).await;
+    let token_hash = fresh_id("reset");
+    let reset = ResetToken {
+        user_id: user.user_id.clone(),
+        token_hash: token_hash.clone(),
+        created_at: now,
+        expires_at: now + 900,
+    };
+    ok(store.put_reset(&reset).await, "put_reset");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..RACERS_RECOVERY {
+        let s = Arc::clone(store);
+        let change = reset_change(&user.user_id, &token_hash, &format!("{OTHER_HASH}{i}"), now);
+        tasks.spawn(async move { (ok(s.change_password(&change, now).await, "change_password"), change.new_hash) });
+    }
+    let mut winners = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (won, hash) = joined.unwrap_or_else(|e| panic!("task: {e}"));
+        if won {
+            winners.push(hash);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of {RACERS_RECOVERY} resets wins: {}", winners.len());
+    assert_eq!(user_of(store.as_ref(), &user.user_id).await.password_hash, winners[0], "the winner's password");
+    let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 3000)), 1000, now_ms).await;
+    assert_eq!(befores_of(&events, &user.user_id).len(), 1, "one event");
+}
+
+/// A change proven by the current hash applies only while that hash is
+/// stored.
+pub async fn change_with_the_current_hash_only<S: Store>(store: &Arc<S>) {
+    let now = wall_clock();
+    let user = registered(store.as_ref()).await;
+    let mut change = reset_change(&user.user_id, "", OTHER_HASH, now);
+    change.proof = PasswordProof::CurrentHash { hash: OTHER_HASH.to_owned() };
+    assert!(!ok(store.change_password(&change, now).await, "stale hash"), "not the stored hash");
+    assert_eq!(user_of(store.as_ref(), &user.user_id).await.password_hash, user.password_hash);
+    change.proof = PasswordProof::CurrentHash { hash: user.password_hash.clone() };
+    change.event = subject_event(&user.user_id, now * 1000 - 2000, now + 1, now + 1000);
+    assert!(ok(store.change_password(&change, now).await, "current hash"));
+    let after = user_of(store.as_ref(), &user.user_id).await;
+    assert_eq!((after.password_hash.as_str(), after.tokens_valid_after), (OTHER_HASH, now + 1));
+    // Again with the old hash: it is no longer stored.
+    change.event = subject_event(&user.user_id, now * 1000 - 1000, now + 1, now + 1000);
+    assert!(!ok(store.change_password(&change, now).await, "old hash again"));
 }

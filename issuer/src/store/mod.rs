@@ -136,6 +136,116 @@ pub struct NewRefresh {
     pub expires_at: u64,
 }
 
+/// A registration waiting for its address to be verified. It is not an
+/// account: nothing is claimed until [`Store::complete_signup`], so an
+/// unverified registration neither blocks the address nor can log in, and
+/// it expires by itself at `expires_at` (DynamoDB: TTL; SQLite: swept).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingSignup {
+    /// SHA-256 of the verification token, base64url (the token is mailed,
+    /// never stored).
+    pub token_hash: String,
+    /// Normalised email address.
+    pub email: String,
+    /// PHC string of the chosen password.
+    pub password_hash: String,
+    /// Space-separated scopes the account will get.
+    pub scope: String,
+    /// When it was made.
+    pub created_at: u64,
+    /// When the link stops working.
+    pub expires_at: u64,
+}
+
+impl fmt::Debug for PendingSignup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingSignup")
+            .field("email", &self.email)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Store::complete_signup`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignupOutcome {
+    /// The account exists now; the pending registration is gone.
+    Created(UserRecord),
+    /// No such pending registration: unknown token, expired, or used.
+    Invalid,
+    /// The address got an account meanwhile (another registration of it was
+    /// verified first). The pending registration is gone.
+    EmailTaken,
+}
+
+/// A user's password reset token. A user has at most one: a new one
+/// replaces the last, so only the newest link works.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResetToken {
+    /// The user.
+    pub user_id: String,
+    /// SHA-256 of the token's secret, base64url.
+    pub token_hash: String,
+    /// When it was made.
+    pub created_at: u64,
+    /// When it stops working.
+    pub expires_at: u64,
+}
+
+impl fmt::Debug for ResetToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResetToken")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What entitles a [`PasswordChange`]. `Debug` shows the kind only.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordProof {
+    /// The user's reset token (its hash), unexpired: used up by the change.
+    ResetToken {
+        /// SHA-256 of the token's secret.
+        token_hash: String,
+    },
+    /// The stored hash the caller checked the current password against:
+    /// the change applies only if it is still the stored one.
+    CurrentHash {
+        /// The PHC string read.
+        hash: String,
+    },
+}
+
+/// A new password for a user, with the revocation of everything issued to
+/// the user so far: one atomic write ([`Store::change_password`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordChange {
+    /// The user.
+    pub user_id: String,
+    /// The new PHC string.
+    pub new_hash: String,
+    /// What entitles the change.
+    pub proof: PasswordProof,
+    /// A [`RevocationTarget::Subject`] event of this user (no family).
+    pub event: RevocationEvent,
+}
+
+impl fmt::Debug for PasswordProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PasswordProof::ResetToken { .. } => "ResetToken",
+            PasswordProof::CurrentHash { .. } => "CurrentHash",
+        })
+    }
+}
+
+impl fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordChange").field("user_id", &self.user_id).finish_non_exhaustive()
+    }
+}
+
 /// What [`Store::rotate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
@@ -530,6 +640,42 @@ pub trait Store: Send + Sync + 'static {
     fn record_revocation(
         &self,
         event: &RevocationEvent,
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores a pending registration.
+    fn create_signup(&self, signup: &PendingSignup) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Turns the pending registration of `token_hash` into the account
+    /// `user_id`, atomically: the pending item is used up, the user is
+    /// created and the address claimed, all or nothing, only if the pending
+    /// registration exists and `expires_at > now`. Of concurrent calls with
+    /// one token, exactly one returns [`SignupOutcome::Created`].
+    fn complete_signup(
+        &self,
+        token_hash: &str,
+        user_id: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<SignupOutcome, StoreError>> + Send;
+
+    /// Stores a reset token, replacing the user's previous one.
+    fn put_reset(&self, reset: &ResetToken) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The user's reset token, consistently (expired ones included: the
+    /// caller compares `expires_at`).
+    fn get_reset(&self, user_id: &str) -> impl Future<Output = Result<Option<ResetToken>, StoreError>> + Send;
+
+    /// Sets a new password, atomically with its proof and its revocation:
+    /// the proof is checked (a reset token must be the user's current one
+    /// with `expires_at > now`, and is deleted; a current hash must still be
+    /// stored), the hash replaced, `tokens_valid_after` raised to the
+    /// event's `before` (never lowered) and the event recorded, all or
+    /// nothing. Returns `false`, writing nothing, when the proof fails or
+    /// the user does not exist. Of concurrent calls with one reset token,
+    /// exactly one returns `true`.
+    fn change_password(
+        &self,
+        change: &PasswordChange,
         now: u64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 

@@ -23,8 +23,9 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use token_core::revocation::{FeedEvent, RevocationId};
 
 use super::{
-    AttemptCounter, AttemptOutcome, Family, FeedCursor, FeedWindow, NewRefresh, NewUser, RefreshRecord,
-    RevocationEvent, RevocationPage, RevocationTarget, RotateOutcome, Store, StoreError, UserRecord, lockout_secs,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, FeedWindow, NewRefresh, NewUser, PasswordChange, PasswordProof,
+    PendingSignup, RefreshRecord, ResetToken, RevocationEvent, RevocationPage, RevocationTarget, RotateOutcome,
+    SignupOutcome, Store, StoreError, UserRecord, lockout_secs,
 };
 
 /// The SQLite file inside the data directory.
@@ -126,7 +127,28 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (time_ms, event_id)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX revocations_by_until ON revocations(until);",
+    // 4: registrations waiting for verification (keyed by the token's hash;
+    // no claim on the address) and password reset tokens (one per user).
+    "CREATE TABLE pending_signups (
+        token_hash    TEXT PRIMARY KEY,
+        email         TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        scope         TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX pending_signups_by_expiry ON pending_signups(expires_at);
+    CREATE TABLE reset_tokens (
+        user_id    TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX reset_tokens_by_expiry ON reset_tokens(expires_at);",
 ];
+
+/// Expired pending registrations and reset tokens deleted per write of one.
+const PENDING_SWEEP: i64 = 16;
 
 /// Expired attempt windows deleted per [`Store::take_attempt`]: the table
 /// stays near the live windows without a separate sweeper.
@@ -380,6 +402,32 @@ fn family_active(c: &Connection, family_id: &str, now: u64) -> Result<bool, Stor
     })
 }
 
+/// Raises the user's `tokens_valid_after` (subject events) and inserts the
+/// event, inside the caller's transaction.
+fn insert_event(tx: &Connection, event: &RevocationEvent) -> Result<(), StoreError> {
+    let before = match &event.target {
+        RevocationTarget::Subject { user_id, before, .. } => {
+            tx.prepare_cached("UPDATE users SET tokens_valid_after = MAX(tokens_valid_after, ?2) WHERE user_id = ?1")
+                .map_err(map_err)?
+                .execute(params![user_id, to_db(*before)])
+                .map_err(map_err)?;
+            Some(to_db(*before))
+        }
+        RevocationTarget::Session { .. } => None,
+    };
+    let (kind, rid) = match event.feed_event() {
+        FeedEvent::Session { id, .. } => (0i64, id),
+        FeedEvent::Subject { id, .. } => (1i64, id),
+    };
+    tx.prepare_cached(
+        "INSERT INTO revocations (time_ms, event_id, kind, rid, before_s, until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .map_err(map_err)?
+    .execute(params![to_db(event.time_ms), event.event_id, kind, &rid.0[..], before, to_db(event.until)])
+    .map_err(map_err)?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
         let u = user.clone();
@@ -615,32 +663,157 @@ impl Store for SqliteStore {
                     return Ok(false);
                 }
             }
-            let before = match &event.target {
-                RevocationTarget::Subject { user_id, before, .. } => {
-                    tx.prepare_cached(
-                        "UPDATE users SET tokens_valid_after = MAX(tokens_valid_after, ?2) WHERE user_id = ?1",
-                    )
-                    .map_err(map_err)?
-                    .execute(params![user_id, to_db(*before)])
-                    .map_err(map_err)?;
-                    Some(to_db(*before))
-                }
-                RevocationTarget::Session { .. } => None,
-            };
-            let (kind, rid) = match event.feed_event() {
-                FeedEvent::Session { id, .. } => (0i64, id),
-                FeedEvent::Subject { id, .. } => (1i64, id),
-            };
+            insert_event(&tx, &event)?;
+            tx.prepare_cached(FEED_SWEEP)
+                .map_err(map_err)?
+                .execute(params![to_db(now), REVOCATION_SWEEP])
+                .map_err(map_err)?;
+            tx.commit().map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn create_signup(&self, signup: &PendingSignup) -> Result<(), StoreError> {
+        let p = signup.clone();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
             tx.prepare_cached(
-                "INSERT INTO revocations (time_ms, event_id, kind, rid, before_s, until) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO pending_signups (token_hash, email, password_hash, scope, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(map_err)?
-            .execute(params![to_db(event.time_ms), event.event_id, kind, &rid.0[..], before, to_db(event.until)])
+            .execute(params![p.token_hash, p.email, p.password_hash, p.scope, to_db(p.created_at), to_db(p.expires_at)])
             .map_err(map_err)?;
-            tx.prepare_cached(FEED_SWEEP)
+            tx.prepare_cached(
+                "DELETE FROM pending_signups WHERE token_hash IN
+                     (SELECT token_hash FROM pending_signups WHERE expires_at <= ?1 LIMIT ?2)",
+            )
             .map_err(map_err)?
-            .execute(params![to_db(now), REVOCATION_SWEEP])
+            .execute(params![to_db(p.created_at), PENDING_SWEEP])
             .map_err(map_err)?;
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn complete_signup(&self, token_hash: &str, user_id: &str, now: u64) -> Result<SignupOutcome, StoreError> {
+        let (hash, id) = (token_hash.to_owned(), user_id.to_owned());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let row: Option<(String, String, String, i64)> = tx
+                .prepare_cached(
+                    "SELECT email, password_hash, scope, expires_at FROM pending_signups WHERE token_hash = ?1",
+                )
+                .map_err(map_err)?
+                .query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()
+                .map_err(map_err)?;
+            let Some((email, password_hash, scope, expires_at)) = row else {
+                return Ok(SignupOutcome::Invalid);
+            };
+            // Used up, whatever happens next.
+            tx.prepare_cached("DELETE FROM pending_signups WHERE token_hash = ?1")
+                .map_err(map_err)?
+                .execute(params![hash])
+                .map_err(map_err)?;
+            if from_db(expires_at)? <= now {
+                tx.commit().map_err(map_err)?;
+                return Ok(SignupOutcome::Invalid);
+            }
+            let res = tx.execute(
+                "INSERT INTO users (user_id, email, password_hash, scope, failed_logins, locked_until, created_at)
+                 VALUES (?1, ?2, ?3, ?4, 0, 0, ?5)",
+                params![id, email, password_hash, scope, to_db(now)],
+            );
+            match res {
+                Ok(_) => {}
+                Err(e) if is_email_conflict(&e) => {
+                    tx.commit().map_err(map_err)?;
+                    return Ok(SignupOutcome::EmailTaken);
+                }
+                Err(e) => return Err(map_err(e)),
+            }
+            let user = read_user(&tx, "user_id", &id)?
+                .ok_or_else(|| StoreError::Corrupt("a user just created cannot be read".into()))?;
+            tx.commit().map_err(map_err)?;
+            Ok(SignupOutcome::Created(user))
+        })
+        .await
+    }
+
+    async fn put_reset(&self, reset: &ResetToken) -> Result<(), StoreError> {
+        let r = reset.clone();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            tx.prepare_cached(
+                "INSERT INTO reset_tokens (user_id, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(user_id) DO UPDATE SET token_hash = ?2, created_at = ?3, expires_at = ?4",
+            )
+            .map_err(map_err)?
+            .execute(params![r.user_id, r.token_hash, to_db(r.created_at), to_db(r.expires_at)])
+            .map_err(map_err)?;
+            tx.prepare_cached(
+                "DELETE FROM reset_tokens WHERE user_id IN
+                     (SELECT user_id FROM reset_tokens WHERE expires_at <= ?1 LIMIT ?2)",
+            )
+            .map_err(map_err)?
+            .execute(params![to_db(r.created_at), PENDING_SWEEP])
+            .map_err(map_err)?;
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn get_reset(&self, user_id: &str) -> Result<Option<ResetToken>, StoreError> {
+        let id = user_id.to_owned();
+        self.run(move |c| {
+            let row: Option<(String, i64, i64)> = c
+                .prepare_cached("SELECT token_hash, created_at, expires_at FROM reset_tokens WHERE user_id = ?1")
+                .map_err(map_err)?
+                .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+                .map_err(map_err)?;
+            row.map(|(token_hash, created_at, expires_at)| {
+                Ok(ResetToken {
+                    user_id: id.clone(),
+                    token_hash,
+                    created_at: from_db(created_at)?,
+                    expires_at: from_db(expires_at)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn change_password(&self, change: &PasswordChange, now: u64) -> Result<bool, StoreError> {
+        let ch = change.clone();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let Some(user) = read_user(&tx, "user_id", &ch.user_id)? else {
+                return Ok(false);
+            };
+            let proven = match &ch.proof {
+                PasswordProof::ResetToken { token_hash } => {
+                    tx.prepare_cached(
+                        "DELETE FROM reset_tokens WHERE user_id = ?1 AND token_hash = ?2 AND expires_at > ?3",
+                    )
+                    .map_err(map_err)?
+                    .execute(params![ch.user_id, token_hash, to_db(now)])
+                    .map_err(map_err)?
+                        == 1
+                }
+                PasswordProof::CurrentHash { hash } => user.password_hash == *hash,
+            };
+            if !proven {
+                return Ok(false);
+            }
+            tx.prepare_cached("UPDATE users SET password_hash = ?2 WHERE user_id = ?1")
+                .map_err(map_err)?
+                .execute(params![ch.user_id, ch.new_hash])
+                .map_err(map_err)?;
+            insert_event(&tx, &ch.event)?;
             tx.commit().map_err(map_err)?;
             Ok(true)
         })

@@ -57,6 +57,7 @@
 
 mod error;
 mod items;
+mod recovery;
 mod revocations;
 mod schema;
 
@@ -85,8 +86,9 @@ use self::items::{
 };
 pub use self::schema::{EMAIL_INDEX, FAMILY_USER_INDEX};
 use super::{
-    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, RefreshRecord, RevocationEvent,
-    RevocationPage, RotateOutcome, Store, StoreError, UserRecord, lockout_secs,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, PasswordChange, PendingSignup,
+    RefreshRecord, ResetToken, RevocationEvent, RevocationPage, RotateOutcome, SignupOutcome, Store, StoreError,
+    UserRecord, lockout_secs,
 };
 
 /// Login attempt counters live in the RefreshTokens table (its TTL on
@@ -404,6 +406,38 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
+    /// The puts that create a user: the user item and its email marker,
+    /// each only if absent.
+    pub(super) fn user_puts(&self, user: &NewUser) -> Result<(Put, Put), StoreError> {
+        let user_put = Put::builder()
+            .table_name(&self.users)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s(format!("{USER_PREFIX}{}", user.user_id))),
+                ("userId".to_owned(), s(&user.user_id)),
+                ("email".to_owned(), s(&user.email)),
+                ("passwordHash".to_owned(), s(&user.password_hash)),
+                ("scope".to_owned(), s(&user.scope)),
+                ("failedLogins".to_owned(), n(0)),
+                ("lockedUntil".to_owned(), n(0)),
+                ("createdAt".to_owned(), n(user.created_at)),
+            ])))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .build()
+            .map_err(build_err)?;
+        let marker_put = Put::builder()
+            .table_name(&self.users)
+            .set_item(Some(HashMap::from([
+                ("pk".to_owned(), s(format!("{EMAIL_PREFIX}{}", user.email))),
+                ("userId".to_owned(), s(&user.user_id)),
+            ])))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .build()
+            .map_err(build_err)?;
+        Ok((user_put, marker_put))
+    }
+
     /// Sets `revokedAt` on a family that has none. `Ok(false)` if it was
     /// already revoked or does not exist.
     async fn revoke_if_active(client: Client, table: String, pk: String, now: u64) -> Result<bool, StoreError> {
@@ -457,32 +491,7 @@ async fn conflict_backoff(attempt: u32) {
 
 impl Store for DynamoStore {
     async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
-        let user_put = Put::builder()
-            .table_name(&self.users)
-            .set_item(Some(HashMap::from([
-                ("pk".to_owned(), s(format!("{USER_PREFIX}{}", user.user_id))),
-                ("userId".to_owned(), s(&user.user_id)),
-                ("email".to_owned(), s(&user.email)),
-                ("passwordHash".to_owned(), s(&user.password_hash)),
-                ("scope".to_owned(), s(&user.scope)),
-                ("failedLogins".to_owned(), n(0)),
-                ("lockedUntil".to_owned(), n(0)),
-                ("createdAt".to_owned(), n(user.created_at)),
-            ])))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", "pk")
-            .build()
-            .map_err(build_err)?;
-        let marker_put = Put::builder()
-            .table_name(&self.users)
-            .set_item(Some(HashMap::from([
-                ("pk".to_owned(), s(format!("{EMAIL_PREFIX}{}", user.email))),
-                ("userId".to_owned(), s(&user.user_id)),
-            ])))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", "pk")
-            .build()
-            .map_err(build_err)?;
+        let (user_put, marker_put) = self.user_puts(user)?;
         let items = vec![
             TransactWriteItem::builder().put(user_put).build(),
             TransactWriteItem::builder().put(marker_put).build(),
@@ -886,6 +895,26 @@ impl Store for DynamoStore {
         now_ms: u64,
     ) -> Result<RevocationPage, StoreError> {
         self.list_revocations(after, limit, now_ms).await
+    }
+
+    async fn create_signup(&self, signup: &PendingSignup) -> Result<(), StoreError> {
+        self.put_signup(signup).await
+    }
+
+    async fn complete_signup(&self, token_hash: &str, user_id: &str, now: u64) -> Result<SignupOutcome, StoreError> {
+        self.complete_signup_tx(token_hash, user_id, now).await
+    }
+
+    async fn put_reset(&self, reset: &ResetToken) -> Result<(), StoreError> {
+        self.put_reset_item(reset).await
+    }
+
+    async fn get_reset(&self, user_id: &str) -> Result<Option<ResetToken>, StoreError> {
+        self.get_reset_item(user_id).await
+    }
+
+    async fn change_password(&self, change: &PasswordChange, now: u64) -> Result<bool, StoreError> {
+        self.change_password_tx(change, now).await
     }
 }
 

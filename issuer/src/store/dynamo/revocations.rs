@@ -175,7 +175,7 @@ impl DynamoStore {
     }
 
     /// Is `event` stored (by an earlier attempt of this call)?
-    async fn own_event(&self, event: &RevocationEvent) -> Result<bool, StoreError> {
+    pub(super) async fn own_event(&self, event: &RevocationEvent) -> Result<bool, StoreError> {
         let out = self
             .client
             .get_item()
