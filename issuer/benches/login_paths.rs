@@ -25,7 +25,7 @@ use issuer::attempts::{AttemptPolicy, ClientAddr};
 use issuer::config::Argon2Cost;
 use issuer::keys::KeyRing;
 use issuer::password::PasswordHasher;
-use issuer::session::{Credentials, SessionError, SessionRules, Sessions};
+use issuer::session::{Credentials, RecoveryRules, SessionError, SessionRules, Sessions};
 use issuer::store::{NewUser, Store};
 use rand::seq::SliceRandom as _;
 use token_core::{Algorithm, Audience};
@@ -52,6 +52,7 @@ fn rules() -> SessionRules {
         // The default limits, except that the per-account ceiling must not
         // slow down the `wrong` samples (one account, many addresses).
         attempt_policy: AttemptPolicy { per_account: 1_000_000, ..AttemptPolicy::default() },
+        recovery: RecoveryRules { require_verified_email: false, ..RecoveryRules::default() },
     }
 }
 
@@ -62,7 +63,9 @@ async fn run<S: Store>(store: S, samples: usize, label: &str) {
         .unwrap();
     let s = Sessions::new(rules(), store, KeyRing::generate(Algorithm::RS256).unwrap(), Arc::new(hasher)).unwrap();
     let now = token_core::unix_now().as_secs();
-    s.register(creds("known@example.com", PW), now).await.unwrap();
+    s.register(creds("known@example.com", PW), ClientAddr::new(Ipv4Addr::new(192, 0, 2, 200).into()), now)
+        .await
+        .unwrap();
     let wrapped = s.hasher().wrap_bcrypt_blocking(&bcrypt::hash(PW, BCRYPT_COST).unwrap()).unwrap();
     let imported = NewUser {
         user_id: format!("imported-{:08x}", rand::random::<u32>()),

@@ -19,7 +19,7 @@ use crate::config::IssuerConfig;
 use crate::cookie::{self, check_csrf, check_origin_if_present, origin_allowed};
 use crate::error::ApiError;
 use crate::keys::{KeyError, KeyRing};
-use crate::mail::{Mailer, NoMail};
+use crate::mail::Mailer;
 use crate::password::{HashError, PasswordHasher};
 use crate::session::{Issued, SessionError, SessionRules, Sessions};
 use crate::store::{FeedCursor, Store, StoreError};
@@ -72,6 +72,10 @@ struct OpenIdConfiguration<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Register,
+    VerifyEmail,
+    ForgotPassword,
+    ResetPassword,
+    ChangePassword,
     Login,
     Refresh,
     Logout,
@@ -85,6 +89,10 @@ impl Route {
     fn parse(path: &str) -> Option<Self> {
         Some(match path {
             "/register" => Route::Register,
+            "/verify-email" => Route::VerifyEmail,
+            "/password/forgot" => Route::ForgotPassword,
+            "/password/reset" => Route::ResetPassword,
+            "/password/change" => Route::ChangePassword,
             "/login" => Route::Login,
             "/refresh" => Route::Refresh,
             "/logout" => Route::Logout,
@@ -99,6 +107,10 @@ impl Route {
     fn name(self) -> &'static str {
         match self {
             Route::Register => "register",
+            Route::VerifyEmail => "verify_email",
+            Route::ForgotPassword => "forgot_password",
+            Route::ResetPassword => "reset_password",
+            Route::ChangePassword => "change_password",
             Route::Login => "login",
             Route::Refresh => "refresh",
             Route::Logout => "logout",
@@ -130,7 +142,6 @@ pub struct App<S: Store> {
     jwks_cache_control: HeaderValue,
     oidc_json: Bytes,
     clock: Clock,
-    mailer: Mailer,
 }
 
 impl<S: Store> std::fmt::Debug for App<S> {
@@ -164,15 +175,7 @@ impl<S: Store> App<S> {
         let oidc_json = Bytes::from(serde_json::to_vec(&oidc).map_err(|e| InitError::Setup(e.to_string()))?);
         let jwks_cache_control = HeaderValue::from_str(&format!("public, max-age={}", cfg.jwks_max_age_secs))
             .map_err(|e| InitError::Setup(e.to_string()))?;
-        Ok(App {
-            cfg,
-            sessions,
-            jwks_json,
-            jwks_cache_control,
-            oidc_json,
-            clock: Arc::new(system_clock),
-            mailer: Mailer::new(NoMail),
-        })
+        Ok(App { cfg, sessions, jwks_json, jwks_cache_control, oidc_json, clock: Arc::new(system_clock) })
     }
 
     /// Replaces the clock (tests: expiry and lockout without sleeping).
@@ -186,13 +189,13 @@ impl<S: Store> App<S> {
     /// that mail answer 503).
     #[must_use]
     pub fn with_mailer(mut self, mailer: Mailer) -> Self {
-        self.mailer = mailer;
+        self.sessions = self.sessions.with_mailer(mailer);
         self
     }
 
     /// The mailer.
     pub fn mailer(&self) -> &Mailer {
-        &self.mailer
+        self.sessions.mailer()
     }
 
     /// The configuration.
@@ -315,6 +318,10 @@ impl<S: Store> App<S> {
         }
         match route {
             Route::Register => self.register(req).await,
+            Route::VerifyEmail => self.verify_email(req).await,
+            Route::ForgotPassword => self.forgot_password(req).await,
+            Route::ResetPassword => self.reset_password(req).await,
+            Route::ChangePassword => self.change_password(req).await,
             Route::Login => self.login(req).await,
             Route::Refresh => self.refresh(req).await,
             Route::Logout => self.logout(req).await,
@@ -339,12 +346,31 @@ impl<S: Store> App<S> {
 
     /// Origin rule, content type and the strict credentials body.
     fn read_credentials(&self, req: &Request) -> Result<validate::Credentials, ApiError> {
+        self.check_json_post(req)?;
+        validate::credentials(&req.body)
+    }
+
+    /// Origin rule and content type of the JSON POST routes.
+    fn check_json_post(&self, req: &Request) -> Result<(), ApiError> {
         check_origin_if_present(&req.headers, &self.cfg.allowed_origins)?;
         let ct = req.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         if !validate::is_json_content_type(ct) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        validate::credentials(&req.body)
+        Ok(())
+    }
+
+    /// The client address the adapter determined. An adapter that cannot
+    /// tell (none in this crate) puts every such request behind one
+    /// address counter.
+    fn client(req: &Request) -> ClientAddr {
+        req.client.unwrap_or(ClientAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into()))
+    }
+
+    /// 202 with `{"message"}`: the answer of the routes that must not say
+    /// whether an address has an account.
+    fn accepted(message: &'static str) -> Result<Response, ApiError> {
+        Ok(json(StatusCode::ACCEPTED, &serde_json::json!({ "message": message }))?.no_store())
     }
 
     #[instrument(skip_all)]
@@ -352,17 +378,51 @@ impl<S: Store> App<S> {
         let creds = self.read_credentials(req)?;
         // Weak, common and breached passwords are refused before any work.
         validate::check_password_strength(&creds.password, &creds.email)?;
-        let user_id = self.sessions.register(creds, self.now()).await?;
-        Ok(json(StatusCode::CREATED, &serde_json::json!({"user_id": user_id}))?.no_store())
+        // The outcome is not told: a taken address answers like a new one.
+        self.sessions.register(creds, Self::client(req), self.now()).await?;
+        Self::accepted("registration received: follow the link sent to the address to finish")
+    }
+
+    #[instrument(skip_all)]
+    async fn verify_email(&self, req: &Request) -> Result<Response, ApiError> {
+        self.check_json_post(req)?;
+        let token = validate::token_only(&req.body)?;
+        self.sessions.verify_email(&token, Self::client(req), self.now()).await?;
+        Ok(json(StatusCode::OK, &serde_json::json!({"status": "verified"}))?.no_store())
+    }
+
+    #[instrument(skip_all)]
+    async fn forgot_password(&self, req: &Request) -> Result<Response, ApiError> {
+        self.check_json_post(req)?;
+        let email = validate::email_only(&req.body)?;
+        self.sessions.forgot_password(&email, Self::client(req), self.now()).await?;
+        Self::accepted("if the address has an account, a reset link is on its way to it")
+    }
+
+    #[instrument(skip_all)]
+    async fn reset_password(&self, req: &Request) -> Result<Response, ApiError> {
+        self.check_json_post(req)?;
+        let (token, password) = validate::reset_body(&req.body)?;
+        self.sessions.reset_password(&token, password, Self::client(req), self.now()).await?;
+        // Every session ended: this browser's too.
+        Ok(json(StatusCode::OK, &serde_json::json!({"status": "password_reset"}))?
+            .no_store()
+            .with_cookies(cookie::clear_refresh_cookies(&self.cfg.cookie_path_prefix)))
+    }
+
+    #[instrument(skip_all)]
+    async fn change_password(&self, req: &Request) -> Result<Response, ApiError> {
+        let token = bearer_token(&req.headers)?;
+        self.check_json_post(req)?;
+        let (current, new) = validate::change_body(&req.body)?;
+        let issued = self.sessions.change_password(token, current, new, Self::client(req), self.now()).await?;
+        self.token_response(&issued)
     }
 
     #[instrument(skip_all)]
     async fn login(&self, req: &Request) -> Result<Response, ApiError> {
         let creds = self.read_credentials(req)?;
-        // An adapter that cannot tell the client (none in this crate does
-        // that) puts every such request behind one address counter.
-        let client = req.client.unwrap_or(ClientAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into()));
-        let issued = self.sessions.login(creds, client, self.now()).await?;
+        let issued = self.sessions.login(creds, Self::client(req), self.now()).await?;
         self.token_response(&issued)
     }
 

@@ -169,6 +169,39 @@ impl AttemptKeys {
     }
 }
 
+/// Index of the per-client counter in [`AttemptKeys::recovery_counters`].
+pub const RECOVERY_CLIENT: usize = 0;
+/// Index of the per-recipient counter in [`AttemptKeys::recovery_counters`].
+pub const RECOVERY_MAIL: usize = 1;
+
+impl AttemptKeys {
+    /// The counters of a request on the recovery routes (sign-up,
+    /// verification, reset request, reset) from `addr`: the client's
+    /// ([`RECOVERY_CLIENT`]), and, for a request that mails `recipient`,
+    /// the recipient's ([`RECOVERY_MAIL`]). Keyed like the login counters,
+    /// under labels of their own.
+    pub fn recovery_counters(
+        &self,
+        limits: &crate::config::RecoveryLimits,
+        addr: &ClientAddr,
+        recipient: Option<&str>,
+    ) -> Vec<AttemptCounter> {
+        let mut counters = vec![AttemptCounter {
+            key: self.tag(&[b"recovery-client", addr.bucket().as_bytes()]),
+            limit: limits.per_client,
+            window_secs: limits.window_secs,
+        }];
+        if let Some(email) = recipient {
+            counters.push(AttemptCounter {
+                key: self.tag(&[b"mail-to", email.as_bytes()]),
+                limit: limits.mail_per_address,
+                window_secs: limits.window_secs,
+            });
+        }
+        counters
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +232,21 @@ mod tests {
         assert_eq!((a[0].limit, a[1].limit, a[2].limit), (5, 50, 20));
         assert_eq!((a[0].window_secs, a[1].window_secs, a[2].window_secs), (900, 900, 60));
         assert!(!format!("{keys:?}").contains('7'));
+    }
+
+    #[test]
+    fn recovery_counters_have_labels_of_their_own() {
+        let keys = AttemptKeys::new(&[7u8; 32]);
+        let limits = crate::config::RecoveryLimits::default();
+        let a = keys.recovery_counters(&limits, &addr("192.0.2.1"), Some("alice@example.com"));
+        let login = keys.counters(&AttemptPolicy::default(), "alice@example.com", &addr("192.0.2.1"));
+        assert_eq!(a.len(), 2);
+        assert!(login.iter().all(|l| a.iter().all(|r| r.key != l.key)), "not the login counters");
+        assert_eq!((a[RECOVERY_CLIENT].limit, a[RECOVERY_MAIL].limit, a[0].window_secs), (20, 5, 3600));
+        let b = keys.recovery_counters(&limits, &addr("192.0.2.2"), Some("alice@example.com"));
+        assert_eq!(a[RECOVERY_MAIL].key, b[RECOVERY_MAIL].key, "the recipient counter spans clients");
+        assert_ne!(a[RECOVERY_CLIENT].key, b[RECOVERY_CLIENT].key);
+        assert_eq!(keys.recovery_counters(&limits, &addr("192.0.2.1"), None), a[..1].to_vec());
     }
 
     #[test]

@@ -35,9 +35,21 @@ pub enum ApiError {
     /// 408 `request_timeout`: the body did not arrive in time.
     #[error("request timeout")]
     RequestTimeout,
-    /// 409 `email_taken`.
-    #[error("email already registered")]
-    EmailTaken,
+    /// 400 `invalid_link`: a verification or reset link that is unknown,
+    /// expired, used or replaced, all alike.
+    #[error("invalid or expired link")]
+    InvalidLink,
+    /// 403 `invalid_current_password`: a password change with the wrong
+    /// current password.
+    #[error("wrong current password")]
+    WrongPassword,
+    /// 429 `too_many_requests` with `Retry-After`: sign-up and recovery
+    /// limits.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
     /// 401 `invalid_credentials`: unknown email or wrong password, alike.
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -90,7 +102,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
-            ApiError::EmailTaken => "email_taken",
+            ApiError::InvalidLink => "invalid_link",
+            ApiError::WrongPassword => "invalid_current_password",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::AccountLocked { .. } => "account_locked",
             ApiError::InvalidToken | ApiError::BearerRequired | ApiError::BearerInvalid => "invalid_token",
@@ -112,7 +126,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::InvalidLink => StatusCode::BAD_REQUEST,
+            ApiError::WrongPassword => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvalidCredentials
             | ApiError::InvalidToken
             | ApiError::BearerRequired
@@ -134,7 +150,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "Content-Type must be application/json",
             ApiError::PayloadTooLarge => "the request body is too large",
             ApiError::RequestTimeout => "the request body did not arrive in time",
-            ApiError::EmailTaken => "this email address is already registered",
+            ApiError::InvalidLink => "the link is invalid, expired or already used; ask for a new one",
+            ApiError::WrongPassword => "the current password is incorrect",
+            ApiError::TooManyRequests { .. } => "too many requests; try again after Retry-After seconds",
             ApiError::InvalidCredentials => "the email address or password is incorrect",
             ApiError::AccountLocked { .. } => "too many login attempts; try again after Retry-After seconds",
             ApiError::InvalidToken => "the refresh token is missing, invalid, expired or revoked",
@@ -155,7 +173,9 @@ impl ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match &self {
-            ApiError::AccountLocked { retry_after } | ApiError::Unavailable { retry_after } => {
+            ApiError::AccountLocked { retry_after }
+            | ApiError::Unavailable { retry_after }
+            | ApiError::TooManyRequests { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from((*retry_after).max(1)));
             }
             ApiError::MethodNotAllowed { allow } => {
@@ -181,7 +201,12 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::EmailTaken => ApiError::EmailTaken,
+            StoreError::EmailTaken => {
+                // Sessions turn this into an answer of their own; reaching
+                // the edge is a bug.
+                tracing::error!("email conflict reached the HTTP layer");
+                ApiError::Internal
+            }
             StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "store unavailable");
                 ApiError::Unavailable { retry_after: 1 }
@@ -221,7 +246,12 @@ impl From<crate::tokens::RandomError> for ApiError {
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         match e {
-            SessionError::EmailTaken => ApiError::EmailTaken,
+            SessionError::TooManyRequests { retry_after } => ApiError::TooManyRequests { retry_after },
+            SessionError::InvalidLink => ApiError::InvalidLink,
+            SessionError::WeakPassword(why) => ApiError::WeakPassword(why),
+            SessionError::WrongPassword => ApiError::WrongPassword,
+            // Logged where it happened, by kind; the client may retry.
+            SessionError::Mail(_) => ApiError::Unavailable { retry_after: 5 },
             SessionError::InvalidCredentials => ApiError::InvalidCredentials,
             SessionError::TooManyAttempts { retry_after } => ApiError::AccountLocked { retry_after },
             SessionError::InvalidRefreshToken => ApiError::InvalidToken,
@@ -252,6 +282,18 @@ mod tests {
     }
 
     #[test]
+    fn recovery_errors() {
+        let r = ApiError::TooManyRequests { retry_after: 30 }.into_response();
+        assert_eq!((r.status, r.headers[header::RETRY_AFTER].to_str().unwrap()), (StatusCode::TOO_MANY_REQUESTS, "30"));
+        assert_eq!(ApiError::InvalidLink.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::WrongPassword.status(), StatusCode::FORBIDDEN);
+        let mail = ApiError::from(SessionError::Mail(crate::mail::MailError::Unavailable("timeout".into())));
+        assert_eq!(mail.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = String::from_utf8(mail.into_response().body.to_vec()).unwrap();
+        assert!(!body.contains("timeout"), "causes stay in the logs: {body}");
+    }
+
+    #[test]
     fn retry_after_and_allow_headers() {
         let r = ApiError::AccountLocked { retry_after: 16 }.into_response();
         assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
@@ -263,9 +305,9 @@ mod tests {
     }
 
     #[test]
-    fn store_errors_map_to_503_409_500() {
+    fn store_errors_map_to_503_500() {
         assert_eq!(ApiError::from(StoreError::Unavailable("x".into())).status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(ApiError::from(StoreError::EmailTaken).status(), StatusCode::CONFLICT);
+        assert_eq!(ApiError::from(StoreError::EmailTaken).status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(ApiError::from(StoreError::Corrupt("x".into())).status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(ApiError::from(HashError::Busy).status(), StatusCode::SERVICE_UNAVAILABLE);
     }

@@ -94,6 +94,8 @@ mod tests {
             ("ISSUER_AUDIENCE", "api"),
             ("ISSUER_COOKIE_PATH_PREFIX", "/prod"),
             ("ISSUER_DATA_DIR", d.as_str()),
+            // Accounts at once: the adapter is under test, not sign-up.
+            ("ISSUER_REQUIRE_VERIFIED_EMAIL", "false"),
         ];
         let cfg = IssuerConfig::from_settings(&token_core::Settings::from_pairs(&pairs), Shape::Local).unwrap();
         let store = SqliteStore::open_in_dir(dir, &SqliteOptions::default()).unwrap();
@@ -108,7 +110,7 @@ mod tests {
         // REST API (v1): path without the stage, plain JSON body.
         let event = lambda_http::request::from_str(REST).unwrap();
         let resp = handle_event(&app, event).await;
-        assert_eq!(resp.status(), 201, "{:?}", resp.body());
+        assert_eq!(resp.status(), 202, "{:?}", resp.body());
 
         // HTTP API (v2): stage in the raw path, base64 body, cookies array.
         let event = lambda_http::request::from_str(HTTP_API).unwrap();

@@ -43,15 +43,18 @@ use token_core::revocation::FeedPage;
 use token_core::{AccessClaims, Audience, Verifier, VerifierConfig};
 use tracing::{debug, info, warn};
 
-use crate::attempts::{ACCOUNT_ADDRESS, ADDRESS, AttemptKeys, AttemptPolicy, ClientAddr};
-use crate::config::IssuerConfig;
+use crate::attempts::{ACCOUNT_ADDRESS, ADDRESS, AttemptKeys, AttemptPolicy, ClientAddr, RECOVERY_CLIENT};
+use crate::config::{IssuerConfig, RecoveryLimits};
 use crate::keys::KeyRing;
+use crate::mail::{Branding, MailError, Mailer, MessageKind, NoMail, compose};
 use crate::password::{HashError, PasswordHasher, Verification};
 use crate::store::{
-    AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, RevocationEvent, RevocationTarget, RotateOutcome, Store,
-    StoreError, UserRecord, new_event_id,
+    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, PasswordChange, PasswordProof,
+    PendingSignup, ResetToken, RevocationEvent, RevocationTarget, RotateOutcome, SignupOutcome, Store, StoreError,
+    UserRecord, new_event_id,
 };
-use crate::tokens::{RandomError, hash_refresh_token, new_refresh_token, random_id};
+use crate::tokens::{RandomError, hash_refresh_token, looks_like_refresh_token, new_refresh_token, random_id};
+use crate::validate::password_strength;
 
 /// What a revocation event adds to the access-token lifetime before it can
 /// be dropped: the verifiers' clock leeway (60 s by default) with room to
@@ -105,6 +108,52 @@ pub struct SessionRules {
     pub reuse_grace_secs: u64,
     /// The login attempt limits.
     pub attempt_policy: AttemptPolicy,
+    /// Verified sign-up and password recovery.
+    pub recovery: RecoveryRules,
+}
+
+/// The rules of verified sign-up and password recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryRules {
+    /// A registration becomes an account only once its address is
+    /// verified (`false`: at once, without a verification message).
+    pub require_verified_email: bool,
+    /// Lifetime of a verification link (and of an unverified registration).
+    pub verify_ttl_secs: u64,
+    /// Lifetime of a reset link.
+    pub reset_ttl_secs: u64,
+    /// The per-client and per-recipient limits.
+    pub limits: RecoveryLimits,
+    /// Product name and link base of messages.
+    pub branding: Branding,
+}
+
+impl Default for RecoveryRules {
+    /// The configuration's defaults, with links to `https://localhost`.
+    fn default() -> Self {
+        RecoveryRules {
+            require_verified_email: true,
+            verify_ttl_secs: 86_400,
+            reset_ttl_secs: 900,
+            limits: RecoveryLimits::default(),
+            branding: Branding { product: "your account".into(), link_base: "https://localhost".into() },
+        }
+    }
+}
+
+/// What a registration did. The HTTP layer answers all of them alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// A verification link went to the address; the account exists once
+    /// it is followed.
+    VerificationSent,
+    /// The account was created at once (verification not required).
+    Created {
+        /// The new user.
+        user_id: String,
+    },
+    /// The address has an account: it was sent a notice, nothing changed.
+    AlreadyRegistered,
 }
 
 impl SessionRules {
@@ -123,6 +172,13 @@ impl SessionRules {
             session_max_secs: cfg.session_max_secs,
             reuse_grace_secs: cfg.reuse_grace_secs,
             attempt_policy: cfg.attempt_policy,
+            recovery: RecoveryRules {
+                require_verified_email: cfg.require_verified_email,
+                verify_ttl_secs: cfg.verify_ttl_secs,
+                reset_ttl_secs: cfg.reset_ttl_secs,
+                limits: cfg.recovery_limits,
+                branding: cfg.branding.clone(),
+            },
         }
     }
 }
@@ -158,9 +214,6 @@ impl std::fmt::Debug for Issued {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
-    /// The email address is already registered.
-    #[error("email already registered")]
-    EmailTaken,
     /// Unknown email or wrong password, alike.
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -171,6 +224,26 @@ pub enum SessionError {
         /// Seconds until the lock ends (at least 1).
         retry_after: u64,
     },
+    /// Too many sign-up or recovery requests from this client or to this
+    /// address: try again after `retry_after` seconds.
+    #[error("too many requests")]
+    TooManyRequests {
+        /// Seconds until the window ends (at least 1).
+        retry_after: u64,
+    },
+    /// A verification or reset link that is unknown, expired, used or
+    /// replaced: all alike.
+    #[error("invalid or expired link")]
+    InvalidLink,
+    /// A new password too easy to guess; says why (never the password).
+    #[error("weak password: {0}")]
+    WeakPassword(&'static str),
+    /// The current password given for a change is wrong.
+    #[error("wrong current password")]
+    WrongPassword,
+    /// A message could not be sent.
+    #[error(transparent)]
+    Mail(#[from] MailError),
     /// The refresh token is missing, unknown, expired, revoked or reused.
     #[error("invalid refresh token")]
     InvalidRefreshToken,
@@ -208,6 +281,8 @@ pub struct Sessions<S: Store> {
     /// Verifies the issuer's own access tokens (logout-all): the key ring is
     /// installed directly, so no HTTP and no stale keys.
     verifier: Arc<Verifier>,
+    /// Sends verification, reset and notice messages.
+    mailer: Mailer,
 }
 
 impl<S: Store> std::fmt::Debug for Sessions<S> {
@@ -240,7 +315,7 @@ impl<S: Store> Sessions<S> {
         // configured (`with_attempt_key`): a rotation of the active key
         // starts fresh counter windows once.
         let attempt_keys = AttemptKeys::derive(keys.active().to_pkcs8_pem().as_bytes());
-        Ok(Sessions { rules, store, keys, hasher, attempt_keys, verifier })
+        Ok(Sessions { rules, store, keys, hasher, attempt_keys, verifier, mailer: Mailer::new(NoMail) })
     }
 
     /// Keys the login attempt counters with `secret` (`ISSUER_ATTEMPT_KEY`)
@@ -249,6 +324,19 @@ impl<S: Store> Sessions<S> {
     pub fn with_attempt_key(mut self, secret: &[u8]) -> Self {
         self.attempt_keys = AttemptKeys::new(secret);
         self
+    }
+
+    /// Sends mail through `mailer` (the default sends none: sign-up and
+    /// recovery then fail with [`SessionError::Mail`]).
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Mailer) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    /// The mailer.
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
     }
 
     /// The rules.
@@ -271,25 +359,306 @@ impl<S: Store> Sessions<S> {
         &self.hasher
     }
 
-    /// Registers a user with the default scopes; returns the new user id.
+    /// Registers `creds.email` from client address `addr`, answering
+    /// alike whether or not the address has an account.
+    ///
+    /// Every request takes an attempt from the recovery counters (this
+    /// client, this recipient) before any hashing, then hashes the password,
+    /// looks the address up and stores a pending registration, and sends one
+    /// message: a verification link to a new address, a "someone tried to
+    /// sign up with your address" notice to an existing account. The store
+    /// work and the hash work are the same on both paths (the pending
+    /// registration of a taken address is never mailed, so it can never be
+    /// completed, and expires). Without required verification the account is
+    /// created at once and a new address gets no message.
     ///
     /// # Errors
-    /// [`SessionError::EmailTaken`], or a store or hashing failure.
-    pub async fn register(&self, creds: Credentials, now: u64) -> Result<String, SessionError> {
+    /// [`SessionError::TooManyRequests`], [`SessionError::Mail`] (nothing
+    /// usable was made: an unmailed registration expires), or a store or
+    /// hashing failure.
+    pub async fn register(&self, creds: Credentials, addr: ClientAddr, now: u64) -> Result<Registration, SessionError> {
+        let recovery = &self.rules.recovery;
+        let counters = self.attempt_keys.recovery_counters(&recovery.limits, &addr, Some(&creds.email));
+        self.take_recovery(&counters, "register", now).await?;
         let password_hash = self.hasher.hash(creds.password).await?;
-        let user = NewUser {
-            user_id: random_id()?,
+        if !recovery.require_verified_email {
+            let user = NewUser {
+                user_id: random_id()?,
+                email: creds.email,
+                password_hash,
+                scope: self.rules.default_scopes.clone(),
+                created_at: now,
+            };
+            return match self.store.create_user(&user).await {
+                Ok(()) => {
+                    info!(target: "audit", event = "user_registered", user_id = %user.user_id, verified = false, "user registered");
+                    Ok(Registration::Created { user_id: user.user_id })
+                }
+                Err(StoreError::EmailTaken) => {
+                    self.send(MessageKind::SignupAttempt, &user.email, None).await?;
+                    info!(target: "audit", event = "signup_of_registered_address", "sign-up of a registered address");
+                    Ok(Registration::AlreadyRegistered)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+        let existing = self.store.find_user_by_email(&creds.email).await?;
+        let token = new_refresh_token()?;
+        let pending = PendingSignup {
+            token_hash: hash_refresh_token(&token),
             email: creds.email,
             password_hash,
             scope: self.rules.default_scopes.clone(),
             created_at: now,
+            expires_at: now.saturating_add(recovery.verify_ttl_secs),
         };
-        self.store.create_user(&user).await.map_err(|e| match e {
-            StoreError::EmailTaken => SessionError::EmailTaken,
-            other => SessionError::Store(other),
-        })?;
-        info!(target: "audit", event = "user_registered", user_id = %user.user_id, "user registered");
-        Ok(user.user_id)
+        self.store.create_signup(&pending).await?;
+        match existing {
+            Some(user) => {
+                self.send(MessageKind::SignupAttempt, &pending.email, None).await?;
+                info!(target: "audit", event = "signup_of_registered_address", user_id = %user.user_id, "sign-up of a registered address");
+                Ok(Registration::AlreadyRegistered)
+            }
+            None => {
+                self.send(MessageKind::VerifyEmail, &pending.email, Some(&token)).await?;
+                info!(target: "audit", event = "signup_pending", "registration waiting for verification");
+                Ok(Registration::VerificationSent)
+            }
+        }
+    }
+
+    /// Completes the registration of a verification link's `token`,
+    /// followed from client address `addr`: the account exists from now on.
+    /// Returns the new user id.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidLink`] for a token that is malformed, unknown,
+    /// expired or used, or whose address got an account meanwhile, all
+    /// alike; [`SessionError::TooManyRequests`]; a store failure.
+    pub async fn verify_email(&self, token: &str, addr: ClientAddr, now: u64) -> Result<String, SessionError> {
+        let counters = self.attempt_keys.recovery_counters(&self.rules.recovery.limits, &addr, None);
+        self.take_recovery(&counters, "verify_email", now).await?;
+        if !looks_like_refresh_token(token) {
+            return Err(SessionError::InvalidLink);
+        }
+        match self.store.complete_signup(&hash_refresh_token(token), &random_id()?, now).await? {
+            SignupOutcome::Created(user) => {
+                info!(target: "audit", event = "user_registered", user_id = %user.user_id, verified = true, "user registered");
+                Ok(user.user_id)
+            }
+            SignupOutcome::EmailTaken => {
+                debug!("verification of an address registered meanwhile");
+                Err(SessionError::InvalidLink)
+            }
+            SignupOutcome::Invalid => Err(SessionError::InvalidLink),
+        }
+    }
+
+    /// Starts a password reset for `email`, asked from client address
+    /// `addr`, answering alike whether or not the address has an account:
+    /// an account's address gets a reset link (replacing any earlier one),
+    /// any other address a notice that it has no account.
+    ///
+    /// # Errors
+    /// [`SessionError::TooManyRequests`], [`SessionError::Mail`] (the reset
+    /// stays usable if the message went out after all; a retry replaces it),
+    /// or a store failure.
+    pub async fn forgot_password(&self, email: &str, addr: ClientAddr, now: u64) -> Result<(), SessionError> {
+        let recovery = &self.rules.recovery;
+        let counters = self.attempt_keys.recovery_counters(&recovery.limits, &addr, Some(email));
+        self.take_recovery(&counters, "forgot_password", now).await?;
+        let Some(user) = self.store.find_user_by_email(email).await? else {
+            self.send(MessageKind::ResetUnknownAddress, email, None).await?;
+            info!(target: "audit", event = "password_reset_requested", known = false, "password reset requested");
+            return Ok(());
+        };
+        let secret = new_refresh_token()?;
+        let reset = ResetToken {
+            user_id: user.user_id.clone(),
+            token_hash: hash_refresh_token(&secret),
+            created_at: now,
+            expires_at: now.saturating_add(recovery.reset_ttl_secs),
+        };
+        self.store.put_reset(&reset).await?;
+        let token = format!("{}.{secret}", user.user_id);
+        self.send(MessageKind::PasswordReset, &user.email, Some(&token)).await?;
+        info!(target: "audit", event = "password_reset_requested", known = true, user_id = %user.user_id, "password reset requested");
+        Ok(())
+    }
+
+    /// Sets a new password with a reset link's `token`, from client address
+    /// `addr`. The token is used up, the password replaced, and everything
+    /// issued to the user revoked (a subject event on the feed, every
+    /// refresh-token family), in one atomic write for the first three; of
+    /// concurrent resets with one token exactly one succeeds. The user is
+    /// sent a notice.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidLink`] for a token that is malformed, unknown,
+    /// wrong, expired, replaced or used, all alike;
+    /// [`SessionError::WeakPassword`]; [`SessionError::TooManyRequests`]; a
+    /// store or hashing failure.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new_password: String,
+        addr: ClientAddr,
+        now: u64,
+    ) -> Result<(), SessionError> {
+        let counters = self.attempt_keys.recovery_counters(&self.rules.recovery.limits, &addr, None);
+        self.take_recovery(&counters, "reset_password", now).await?;
+        let (user_id, secret) = token.split_once('.').ok_or(SessionError::InvalidLink)?;
+        if !looks_like_refresh_token(secret) || user_id.is_empty() || user_id.len() > 64 {
+            return Err(SessionError::InvalidLink);
+        }
+        let reset = self.store.get_reset(user_id).await?;
+        let presented = hash_refresh_token(secret);
+        let valid = reset.as_ref().is_some_and(|r| {
+            r.expires_at > now
+                && bool::from(subtle::ConstantTimeEq::ct_eq(r.token_hash.as_bytes(), presented.as_bytes()))
+        });
+        if !valid {
+            return Err(SessionError::InvalidLink);
+        }
+        let user = self.store.get_user(user_id).await?.ok_or(SessionError::InvalidLink)?;
+        password_strength(&new_password, &user.email).map_err(|w| SessionError::WeakPassword(w.reason()))?;
+        let new_hash = self.hasher.hash(new_password).await?;
+        let change = PasswordChange {
+            user_id: user.user_id.clone(),
+            new_hash,
+            proof: PasswordProof::ResetToken { token_hash: presented },
+            event: self.subject_event(&user.user_id, now)?,
+        };
+        if !self.store.change_password(&change, now).await? {
+            return Err(SessionError::InvalidLink);
+        }
+        let revoked = self.revoke_families_after_change(&user.user_id, now).await;
+        info!(
+            target: "audit",
+            event = "password_reset",
+            user_id = %user.user_id,
+            revoked_sessions = revoked,
+            revocation_event = %change.event.event_id,
+            "password reset: every session revoked"
+        );
+        self.notify(MessageKind::PasswordChanged, &user.email).await;
+        Ok(())
+    }
+
+    /// Changes the password of the user of `access_token` from client
+    /// address `addr`, given the current password. The user's other
+    /// sessions and every access token issued so far are revoked; the
+    /// caller gets a fresh session.
+    ///
+    /// The current password is checked like a login: the login attempt
+    /// counters of this account and client are taken first, so a stolen
+    /// access token cannot be used to guess the password faster than a
+    /// login could.
+    ///
+    /// # Errors
+    /// [`SessionError::InvalidAccessToken`], [`SessionError::TooManyAttempts`],
+    /// [`SessionError::WrongPassword`] (also when the password changed
+    /// meanwhile), [`SessionError::WeakPassword`], or a store, hashing or
+    /// signing failure.
+    pub async fn change_password(
+        &self,
+        access_token: &str,
+        current: String,
+        new_password: String,
+        addr: ClientAddr,
+        now: u64,
+    ) -> Result<Issued, SessionError> {
+        let user = self.bearer_user(access_token, now).await?;
+        let counters = self.attempt_keys.counters(&self.rules.attempt_policy, &user.email, &addr);
+        if let AttemptOutcome::Refused { retry_after, .. } = self.store.take_attempt(&counters, now).await? {
+            info!(target: "audit", event = "password_change_refused", user_id = %user.user_id, "password change refused: too many attempts");
+            return Err(SessionError::TooManyAttempts { retry_after });
+        }
+        let verdict = self.hasher.verify(current, Some(user.password_hash.clone())).await?;
+        if !matches!(verdict, Verification::Match { .. }) {
+            info!(target: "audit", event = "password_change_failed", user_id = %user.user_id, "password change: wrong current password");
+            return Err(SessionError::WrongPassword);
+        }
+        password_strength(&new_password, &user.email).map_err(|w| SessionError::WeakPassword(w.reason()))?;
+        let new_hash = self.hasher.hash(new_password).await?;
+        let change = PasswordChange {
+            user_id: user.user_id.clone(),
+            new_hash,
+            proof: PasswordProof::CurrentHash { hash: user.password_hash.clone() },
+            event: self.subject_event(&user.user_id, now)?,
+        };
+        if !self.store.change_password(&change, now).await? {
+            return Err(SessionError::WrongPassword);
+        }
+        self.store.clear_attempts(&counters[ACCOUNT_ADDRESS], now).await?;
+        let revoked = self.revoke_families_after_change(&user.user_id, now).await;
+        let user = UserRecord {
+            tokens_valid_after: user.tokens_valid_after.max(now.saturating_add(1)),
+            password_changed_at: now,
+            ..user
+        };
+        let issued = self.start_session(&user, now).await?;
+        info!(
+            target: "audit",
+            event = "password_changed",
+            user_id = %user.user_id,
+            revoked_sessions = revoked,
+            revocation_event = %change.event.event_id,
+            "password changed: other sessions revoked"
+        );
+        self.notify(MessageKind::PasswordChanged, &user.email).await;
+        Ok(issued)
+    }
+
+    /// Takes an attempt from the recovery `counters`.
+    async fn take_recovery(
+        &self,
+        counters: &[AttemptCounter],
+        route: &'static str,
+        now: u64,
+    ) -> Result<(), SessionError> {
+        if let AttemptOutcome::Refused { retry_after, at_limit } = self.store.take_attempt(counters, now).await? {
+            let limit = if at_limit & (1 << RECOVERY_CLIENT) != 0 { "client" } else { "recipient" };
+            info!(target: "audit", event = "recovery_refused", route, limit, retry_after, "request refused: too many requests");
+            return Err(SessionError::TooManyRequests { retry_after });
+        }
+        Ok(())
+    }
+
+    /// Composes and sends a message; the failure is the caller's.
+    async fn send(&self, kind: MessageKind, to: &str, token: Option<&str>) -> Result<(), SessionError> {
+        let msg = compose(kind, to, &self.rules.recovery.branding, token);
+        self.mailer.send(&msg).await.map_err(|e| {
+            warn!(kind = kind.name(), transport = self.mailer.transport_name(), error = %e, "mail not sent");
+            SessionError::Mail(e)
+        })
+    }
+
+    /// Sends a notice whose failure changes nothing (logged).
+    async fn notify(&self, kind: MessageKind, to: &str) {
+        let _ = self.send(kind, to, None).await;
+    }
+
+    /// A subject event revoking every token of `user_id` issued up to `now`.
+    fn subject_event(&self, user_id: &str, now: u64) -> Result<RevocationEvent, SessionError> {
+        self.revocation_event(
+            RevocationTarget::Subject { user_id: user_id.to_owned(), before: now.saturating_add(1), family_id: None },
+            now,
+        )
+    }
+
+    /// After a password change (whose write set `password_changed_at`):
+    /// revokes every family. A failure is logged, not returned: the
+    /// password is changed, and [`Sessions::refresh`] refuses families
+    /// started before `password_changed_at` anyway.
+    async fn revoke_families_after_change(&self, user_id: &str, now: u64) -> u32 {
+        match self.store.revoke_user_families(user_id, now).await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(user_id = %user_id, error = %e, "families not revoked after a password change; refresh refuses them");
+                0
+            }
+        }
     }
 
     /// Checks the credentials from client address `addr` and starts a
@@ -364,6 +733,12 @@ impl<S: Store> Sessions<S> {
             return Err(SessionError::InvalidRefreshToken);
         }
         let user = self.store.get_user(&record.user_id).await?.ok_or(SessionError::InvalidRefreshToken)?;
+        // A session started before the last password reset or change is
+        // dead even if its family's revocation did not get written (the
+        // change revokes every family after its own write, best effort).
+        if family.created_at < user.password_changed_at {
+            return Err(SessionError::InvalidRefreshToken);
+        }
         let new_token = new_refresh_token()?;
         let new = self.new_refresh_record(&new_token, &family, now);
         let outcome = match record.used_at {
@@ -446,6 +821,16 @@ impl<S: Store> Sessions<S> {
     /// # Errors
     /// [`SessionError::InvalidAccessToken`], or a store failure.
     pub async fn logout_all(&self, access_token: &str, now: u64) -> Result<u32, SessionError> {
+        let user = self.bearer_user(access_token, now).await?;
+        let revoked = self.revoke_subject(&user.user_id, now).await?;
+        info!(target: "audit", event = "logout_all", user_id = %user.user_id, revoked, "all sessions revoked");
+        Ok(revoked)
+    }
+
+    /// The user of a bearer access token, read consistently. A token revoked
+    /// by a subject revocation (logout-all, reuse, password change) is
+    /// refused: one event per token, not one per request.
+    async fn bearer_user(&self, access_token: &str, now: u64) -> Result<UserRecord, SessionError> {
         let verified = self.verifier.verify_at(access_token, Duration::from_secs(now)).map_err(|e| {
             if e.is_server_side() {
                 SessionError::Keys(e.reason().to_owned())
@@ -454,16 +839,12 @@ impl<S: Store> Sessions<S> {
                 SessionError::InvalidAccessToken
             }
         })?;
-        // A token revoked by an earlier subject revocation cannot ask for
-        // another one (one event per token, not one per request).
         let user = self.store.get_user(verified.sub()).await?.ok_or(SessionError::InvalidAccessToken)?;
         if verified.iat() < user.tokens_valid_after {
-            debug!("bearer token refused: revoked by an earlier logout-all");
+            debug!("bearer token refused: revoked by a subject revocation");
             return Err(SessionError::InvalidAccessToken);
         }
-        let revoked = self.revoke_subject(&user.user_id, now).await?;
-        info!(target: "audit", event = "logout_all", user_id = %user.user_id, revoked, "all sessions revoked");
-        Ok(revoked)
+        Ok(user)
     }
 
     /// Revokes everything of a user: every refresh-token family, then every

@@ -23,26 +23,129 @@ struct RawCredentials {
     password: String,
 }
 
-/// [`RawCredentials`] from a JSON object only. serde's derived struct
-/// also takes the sequence form (`["a@example.com", "pw"]`); this visitor
-/// takes a map and hands it to the derived code, which keeps refusing
-/// unknown, missing and duplicate fields.
-struct ObjectOnly(RawCredentials);
+/// A body type from a JSON object only. serde's derived struct also takes
+/// the sequence form (`["a@example.com", "pw"]`); this visitor takes a map
+/// and hands it to the derived code, which keeps refusing unknown, missing
+/// and duplicate fields.
+struct ObjectOnly<T>(T);
 
-impl<'de> Deserialize<'de> for ObjectOnly {
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct MapOnly;
-        impl<'de> serde::de::Visitor<'de> for MapOnly {
-            type Value = RawCredentials;
+        struct MapOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for MapOnly<T> {
+            type Value = T;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                RawCredentials::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
             }
         }
-        d.deserialize_map(MapOnly).map(ObjectOnly)
+        d.deserialize_map(MapOnly(std::marker::PhantomData)).map(ObjectOnly)
     }
+}
+
+/// Parses a body that must be a JSON object of exactly `T`'s fields;
+/// `shape` says which, for the error.
+fn strict_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &'static str) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::InvalidRequest("the body must be a JSON object"));
+    }
+    // The error text is never echoed: serde's messages can quote the input.
+    let ObjectOnly(v) = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(shape),
+        _ => ApiError::InvalidRequest("the body is not valid JSON"),
+    })?;
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailBody {
+    email: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetBody {
+    token: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Longest link token accepted (a reset token is a user id, `.` and 43
+/// characters).
+const MAX_LINK_TOKEN: usize = 128;
+
+fn link_token(token: String) -> Result<String, ApiError> {
+    if token.is_empty() || token.len() > MAX_LINK_TOKEN || has_control(&token) {
+        return Err(ApiError::InvalidLink);
+    }
+    Ok(token)
+}
+
+/// The body of `/password/forgot`: `{"email"}`, normalised.
+///
+/// # Errors
+/// [`ApiError::InvalidRequest`], [`ApiError::InvalidEmail`].
+pub fn email_only(body: &[u8]) -> Result<String, ApiError> {
+    let b: EmailBody = strict_body(body, "the body must be an object with the string field email only")?;
+    if has_control(&b.email) {
+        return Err(ApiError::InvalidRequest("email must not contain control characters"));
+    }
+    normalize_email(&b.email)
+}
+
+/// The body of `/verify-email`: `{"token"}`.
+///
+/// # Errors
+/// [`ApiError::InvalidRequest`]; [`ApiError::InvalidLink`] for a token
+/// that cannot be one (empty, too long, control characters).
+pub fn token_only(body: &[u8]) -> Result<String, ApiError> {
+    let b: TokenBody = strict_body(body, "the body must be an object with the string field token only")?;
+    link_token(b.token)
+}
+
+/// The body of `/password/reset`: `{"token", "password"}`; the password
+/// within the length bounds.
+///
+/// # Errors
+/// As [`token_only`], and [`ApiError::InvalidPassword`].
+pub fn reset_body(body: &[u8]) -> Result<(String, String), ApiError> {
+    let b: ResetBody = strict_body(body, "the body must be an object with the string fields token and password only")?;
+    if has_control(&b.password) {
+        return Err(ApiError::InvalidRequest("password must not contain control characters"));
+    }
+    check_password(&b.password)?;
+    Ok((link_token(b.token)?, b.password))
+}
+
+/// The body of `/password/change`: `{"current_password", "new_password"}`,
+/// both within the length bounds.
+///
+/// # Errors
+/// [`ApiError::InvalidRequest`], [`ApiError::InvalidPassword`].
+pub fn change_body(body: &[u8]) -> Result<(String, String), ApiError> {
+    let b: ChangeBody =
+        strict_body(body, "the body must be an object with the string fields current_password and new_password only")?;
+    if has_control(&b.current_password) || has_control(&b.new_password) {
+        return Err(ApiError::InvalidRequest("passwords must not contain control characters"));
+    }
+    check_password(&b.current_password)?;
+    check_password(&b.new_password)?;
+    Ok((b.current_password, b.new_password))
 }
 
 pub use crate::session::Credentials;
@@ -61,16 +164,8 @@ pub fn is_json_content_type(value: Option<&str>) -> bool {
 /// the string fields `email` and `password`, or for control characters in
 /// either; [`ApiError::InvalidEmail`]; [`ApiError::InvalidPassword`].
 pub fn credentials(body: &[u8]) -> Result<Credentials, ApiError> {
-    if body.is_empty() {
-        return Err(ApiError::InvalidRequest("the body must be a JSON object"));
-    }
-    // The error text is never echoed: serde's messages can quote the input.
-    let ObjectOnly(raw) = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => {
-            ApiError::InvalidRequest("the body must be an object with string fields email and password only")
-        }
-        _ => ApiError::InvalidRequest("the body is not valid JSON"),
-    })?;
+    let raw: RawCredentials =
+        strict_body(body, "the body must be an object with string fields email and password only")?;
     // Before trimming: a trailing newline is a control character too.
     if has_control(&raw.email) {
         return Err(ApiError::InvalidRequest("email must not contain control characters"));

@@ -155,8 +155,35 @@ impl Server {
         self.send(Method::POST, path, &[("content-type", "application/json")], body).await
     }
 
-    async fn register(&self, email: &str, password: &str) -> Resp {
+    /// `POST /register` only.
+    async fn register_only(&self, email: &str, password: &str) -> Resp {
         self.post_json("/register", &serde_json::json!({"email": email, "password": password}).to_string()).await
+    }
+
+    /// Registers and, when the issuer accepted it, follows the verification
+    /// link from the outbox: the account exists afterwards. Returns the
+    /// registration's answer.
+    async fn register(&self, email: &str, password: &str) -> Resp {
+        let r = self.register_only(email, password).await;
+        if r.status == StatusCode::ACCEPTED {
+            let token = self.mailed_token(email, "verify_email").await.expect("a verification link was mailed");
+            let v = self.post_json("/verify-email", &serde_json::json!({ "token": token }).to_string()).await;
+            assert_eq!(v.status, StatusCode::OK, "verification: {:?}", v.body);
+        }
+        r
+    }
+
+    /// The outbox's messages to `to`, newest first.
+    async fn mail_to(&self, to: &str) -> Vec<issuer::mail::OutboxEntry> {
+        let outbox = issuer::mail::Outbox::open(&self.data_dir.join(issuer::server::OUTBOX_DIR)).unwrap();
+        outbox.list(1000).await.unwrap().into_iter().filter(|e| e.to == to).collect()
+    }
+
+    /// The token of the newest `kind` link mailed to `to`.
+    async fn mailed_token(&self, to: &str, kind: &str) -> Option<String> {
+        let entry = self.mail_to(to).await.into_iter().find(|e| e.kind == kind)?;
+        let link = entry.links.first()?;
+        Some(link.split_once("token=")?.1.to_owned())
     }
 
     async fn login(&self, email: &str, password: &str) -> Resp {
@@ -186,7 +213,7 @@ impl Server {
 
     /// Registers and logs in; returns the login response.
     async fn session(&self, email: &str) -> Resp {
-        assert_eq!(self.register(email, PASSWORD).await.status, StatusCode::CREATED);
+        assert_eq!(self.register(email, PASSWORD).await.status, StatusCode::ACCEPTED);
         let r = self.login(email, PASSWORD).await;
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         r
@@ -227,17 +254,35 @@ mod endpoints {
     use super::*;
 
     #[tokio::test]
-    async fn register_success_and_conflict() {
+    async fn register_answers_alike_for_new_and_taken_addresses_and_mails_either() {
         let dir = TempDir::new("register");
         let s = start(&dir.0, &[]).await;
-        let r = s.register("Alice@Example.com ", PASSWORD).await;
-        assert_eq!(r.status, StatusCode::CREATED);
-        assert!(r.json()["user_id"].as_str().is_some_and(|id| id.len() >= 16));
-        assert_eq!(r.header("cache-control"), Some("no-store"));
-        let r = s.register("  alice@example.COM", "another password").await;
-        assert_eq!(r.status, StatusCode::CONFLICT);
-        assert_eq!(r.error(), "email_taken");
+        let first = s.register_only("Alice@Example.com ", PASSWORD).await;
+        assert_eq!(first.status, StatusCode::ACCEPTED);
+        assert_eq!(first.header("cache-control"), Some("no-store"));
+        assert_eq!(s.count("SELECT count(*) FROM users"), 0, "no account before verification");
+        assert_eq!(s.login("alice@example.com", PASSWORD).await.status, StatusCode::UNAUTHORIZED);
+        let mail = s.mail_to("alice@example.com").await;
+        assert_eq!(mail.len(), 1);
+        assert_eq!(mail[0].kind, "verify_email");
+        let token = s.mailed_token("alice@example.com", "verify_email").await.unwrap();
+        assert!(!String::from_utf8_lossy(&first.body).contains(&token), "the token goes by mail only");
+        let v = s.post_json("/verify-email", &serde_json::json!({ "token": token }).to_string()).await;
+        assert_eq!(v.status, StatusCode::OK);
         assert_eq!(s.count("SELECT count(*) FROM users"), 1);
+        let again = s.post_json("/verify-email", &serde_json::json!({ "token": token }).to_string()).await;
+        assert_eq!((again.status, again.error().as_str()), (StatusCode::BAD_REQUEST, "invalid_link"), "single use");
+        assert_eq!(s.login("alice@example.com", PASSWORD).await.status, StatusCode::OK);
+
+        // The address is taken now: the same answer, byte for byte, and a
+        // notice instead of a link; nothing changes.
+        let taken = s.register_only("  alice@example.COM", "another password").await;
+        assert_eq!((taken.status, &taken.body), (first.status, &first.body));
+        let mail = s.mail_to("alice@example.com").await;
+        assert_eq!(mail.len(), 2);
+        assert_eq!((mail[0].kind.as_str(), mail[0].links.len()), ("signup_attempt", 0));
+        assert_eq!(s.count("SELECT count(*) FROM users"), 1);
+        assert_eq!(s.login("alice@example.com", "another password").await.status, StatusCode::UNAUTHORIZED);
         s.stop().await;
     }
 
@@ -252,8 +297,9 @@ mod endpoints {
             assert!(!String::from_utf8_lossy(&r.body).contains(weak), "the answer echoes the password");
         }
         assert_eq!(s.count("SELECT count(*) FROM users"), 0, "nothing was stored");
+        assert!(s.mail_to("bob@example.com").await.is_empty(), "nothing was mailed");
         // Positive control: a strong password for the same address is taken.
-        assert_eq!(s.register("bob@example.com", PASSWORD).await.status, StatusCode::CREATED);
+        assert_eq!(s.register("bob@example.com", PASSWORD).await.status, StatusCode::ACCEPTED);
         s.stop().await;
     }
 

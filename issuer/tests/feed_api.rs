@@ -83,6 +83,7 @@ async fn start(dir: &TempDir) -> Server {
         ("ISSUER_URL".into(), base.clone()),
         ("ISSUER_AUDIENCE".into(), "api".into()),
         ("ISSUER_DATA_DIR".into(), dir.0.to_string_lossy().into_owned()),
+        ("ISSUER_REQUIRE_VERIFIED_EMAIL".into(), "false".into()),
     ];
     let settings = Settings::new(move |name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
     let cfg = IssuerConfig::from_settings(&settings, Shape::Local).unwrap();
@@ -165,7 +166,11 @@ async fn revoke_some<S: issuer::store::Store>(app: &App<S>, tag: &str, n: usize,
     let mut clear = Vec::new();
     for i in 0..n {
         let email = format!("{tag}{i}@example.com");
-        let user_id = app.sessions().register(creds(&email), now).await.unwrap();
+        let registered =
+            app.sessions().register(creds(&email), issuer::attempts::ClientAddr::parse("192.0.2.9").unwrap(), now);
+        let issuer::session::Registration::Created { user_id } = registered.await.unwrap() else {
+            panic!("accounts are made at once here")
+        };
         let a = app
             .sessions()
             .login(creds(&email), issuer::attempts::ClientAddr::parse("192.0.2.1").unwrap(), now)
@@ -297,6 +302,7 @@ async fn the_feed_pages_through_the_lambda_adapter() {
         ("ISSUER_URL", "https://abc123.execute-api.eu-west-1.amazonaws.com/prod"),
         ("ISSUER_AUDIENCE", "api"),
         ("ISSUER_COOKIE_PATH_PREFIX", "/prod"),
+        ("ISSUER_REQUIRE_VERIFIED_EMAIL", "false"),
     ];
     let d = dir.0.to_string_lossy().into_owned();
     let mut pairs = pairs.to_vec();

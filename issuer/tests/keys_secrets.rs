@@ -100,7 +100,13 @@ fn app(ring: KeyRing) -> (App<SqliteStore>, TempDir) {
     let dir = TempDir(std::env::temp_dir().join(unique("keys-app")));
     std::fs::create_dir_all(&dir.0).unwrap();
     let d = dir.0.to_string_lossy().into_owned();
-    let pairs = [("ISSUER_URL", ISS), ("ISSUER_AUDIENCE", "api"), ("ISSUER_DATA_DIR", d.as_str())];
+    // Accounts at once: signing is under test, not sign-up.
+    let pairs = [
+        ("ISSUER_URL", ISS),
+        ("ISSUER_AUDIENCE", "api"),
+        ("ISSUER_DATA_DIR", d.as_str()),
+        ("ISSUER_REQUIRE_VERIFIED_EMAIL", "false"),
+    ];
     let cfg = IssuerConfig::from_settings(&Settings::from_pairs(&pairs), Shape::Local).unwrap();
     let store = SqliteStore::open_in_dir(&dir.0, &SqliteOptions::default()).unwrap();
     (App::new(cfg, store, ring).unwrap(), dir)
@@ -142,7 +148,7 @@ async fn previous_active_and_next_keys_are_published_and_only_the_active_one_sig
     // The issuer signs with the active key only.
     let (app, _dir) = app(ring);
     let creds = r#"{"email": "rotation@example.com", "password": "correct horse battery"}"#;
-    assert_eq!(post(&app, "/register", creds).await.status, StatusCode::CREATED);
+    assert_eq!(post(&app, "/register", creds).await.status, StatusCode::ACCEPTED);
     for _ in 0..3 {
         let resp = post(&app, "/login", creds).await;
         assert_eq!(resp.status, StatusCode::OK);

@@ -10,7 +10,7 @@
 //! `issuer::store::conformance::concurrent_attempts_grant_at_most_the_limit`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
@@ -18,13 +18,10 @@ use issuer::attempts::{AttemptPolicy, ClientAddr};
 use issuer::config::Argon2Cost;
 use issuer::keys::KeyRing;
 use issuer::password::{HashStats, PasswordHasher};
-use issuer::session::{Credentials, Issued, SessionError, SessionRules, Sessions};
+use issuer::session::{Credentials, Issued, RecoveryRules, SessionError, SessionRules, Sessions};
 use issuer::store::dynamo::{DynamoConfig, DynamoStore};
 use issuer::store::sqlite::{SqliteOptions, SqliteStore};
-use issuer::store::{
-    AttemptCounter, AttemptOutcome, Family, FeedCursor, NewRefresh, NewUser, RefreshRecord, RevocationEvent,
-    RevocationPage, RotateOutcome, Store, StoreError, UserRecord,
-};
+use issuer::store::{NewUser, Store};
 use token_core::{Algorithm, Audience};
 
 #[path = "common/fault_proxy.rs"]
@@ -45,98 +42,10 @@ fn creds(email: &str, password: &str) -> Credentials {
     Credentials { email: email.into(), password: password.into() }
 }
 
-// ------------------------------------------------------------ counting store
-
-/// The real store, recording the name of every operation called on it.
-struct Counting<S> {
-    inner: S,
-    ops: Mutex<Vec<&'static str>>,
-}
-
-impl<S> Counting<S> {
-    fn note(&self, op: &'static str) {
-        self.ops.lock().unwrap().push(op);
-    }
-
-    /// The operations since the last call.
-    fn take_ops(&self) -> Vec<&'static str> {
-        std::mem::take(&mut *self.ops.lock().unwrap())
-    }
-}
-
-impl<S: Store> Store for Counting<S> {
-    async fn create_user(&self, user: &NewUser) -> Result<(), StoreError> {
-        self.note("create_user");
-        self.inner.create_user(user).await
-    }
-    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.note("find_user_by_email");
-        self.inner.find_user_by_email(email).await
-    }
-    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.note("get_user");
-        self.inner.get_user(user_id).await
-    }
-    async fn record_login_failure(
-        &self,
-        user_id: &str,
-        now: u64,
-        lock_after: u32,
-        max_lock_secs: u64,
-    ) -> Result<UserRecord, StoreError> {
-        self.note("record_login_failure");
-        self.inner.record_login_failure(user_id, now, lock_after, max_lock_secs).await
-    }
-    async fn record_login_success(&self, user_id: &str, now: u64, new_hash: Option<&str>) -> Result<bool, StoreError> {
-        self.note("record_login_success");
-        self.inner.record_login_success(user_id, now, new_hash).await
-    }
-    async fn create_session(&self, family: &Family, first: &NewRefresh) -> Result<(), StoreError> {
-        self.note("create_session");
-        self.inner.create_session(family, first).await
-    }
-    async fn get_refresh(&self, token_hash: &str) -> Result<Option<(RefreshRecord, Family)>, StoreError> {
-        self.note("get_refresh");
-        self.inner.get_refresh(token_hash).await
-    }
-    async fn rotate(&self, old_hash: &str, new: &NewRefresh, now: u64) -> Result<RotateOutcome, StoreError> {
-        self.note("rotate");
-        self.inner.rotate(old_hash, new, now).await
-    }
-    async fn add_to_family(&self, new: &NewRefresh, now: u64) -> Result<bool, StoreError> {
-        self.note("add_to_family");
-        self.inner.add_to_family(new, now).await
-    }
-    async fn revoke_family(&self, family_id: &str, now: u64) -> Result<(), StoreError> {
-        self.note("revoke_family");
-        self.inner.revoke_family(family_id, now).await
-    }
-    async fn revoke_user_families(&self, user_id: &str, now: u64) -> Result<u32, StoreError> {
-        self.note("revoke_user_families");
-        self.inner.revoke_user_families(user_id, now).await
-    }
-    async fn take_attempt(&self, counters: &[AttemptCounter], now: u64) -> Result<AttemptOutcome, StoreError> {
-        self.note("take_attempt");
-        self.inner.take_attempt(counters, now).await
-    }
-    async fn clear_attempts(&self, counter: &AttemptCounter, now: u64) -> Result<(), StoreError> {
-        self.note("clear_attempts");
-        self.inner.clear_attempts(counter, now).await
-    }
-    async fn record_revocation(&self, event: &RevocationEvent, now: u64) -> Result<bool, StoreError> {
-        self.note("record_revocation");
-        self.inner.record_revocation(event, now).await
-    }
-    async fn revocations_after(
-        &self,
-        after: Option<&FeedCursor>,
-        limit: usize,
-        now_ms: u64,
-    ) -> Result<RevocationPage, StoreError> {
-        self.note("revocations_after");
-        self.inner.revocations_after(after, limit, now_ms).await
-    }
-}
+#[path = "common/counting.rs"]
+#[allow(dead_code)]
+mod counting;
+use counting::Counting;
 
 // ------------------------------------------------------------ fixtures
 
@@ -153,6 +62,7 @@ fn rules(policy: AttemptPolicy) -> SessionRules {
         session_max_secs: 90 * 86_400,
         reuse_grace_secs: 0,
         attempt_policy: policy,
+        recovery: RecoveryRules { require_verified_email: false, ..RecoveryRules::default() },
     }
 }
 
@@ -168,7 +78,7 @@ fn sessions_over<S: Store>(store: S, policy: AttemptPolicy) -> Fixture<S> {
         .with_legacy_bcrypt(BCRYPT_COST)
         .unwrap();
     let keys = KeyRing::generate(Algorithm::ES256).unwrap();
-    let counting = Counting { inner: store, ops: Mutex::new(Vec::new()) };
+    let counting = Counting::new(store);
     Arc::new(Sessions::new(rules(policy), counting, keys, Arc::new(hasher)).unwrap())
 }
 
@@ -219,7 +129,7 @@ async fn dynamo(tag: &str, policy: AttemptPolicy) -> (Fixture<DynamoStore>, faul
 }
 
 async fn register<S: Store>(s: &Fixture<S>, email: &str) {
-    s.register(creds(email, PW), T0).await.unwrap();
+    s.register(creds(email, PW), addr("198.51.100.200"), T0).await.unwrap();
 }
 
 /// An account imported from a bcrypt system: its hash wrapped in argon2id

@@ -214,6 +214,7 @@ fn expected_record(user: &NewUser, failed_logins: u32, locked_until: u64) -> Use
         failed_logins,
         locked_until,
         tokens_valid_after: 0,
+        password_changed_at: 0,
     }
 }
 
@@ -1250,6 +1251,7 @@ pub async fn reset_changes_the_password_once_with_its_revocation<S: Store>(store
     assert!(ok(store.change_password(&change, now).await, "change_password"));
     let after = user_of(store.as_ref(), &user.user_id).await;
     assert_eq!((after.password_hash.as_str(), after.tokens_valid_after), (OTHER_HASH, now + 1));
+    assert_eq!(after.password_changed_at, now);
     assert_eq!(ok(store.get_reset(&user.user_id).await, "get_reset"), None, "used up");
     let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 3000)), 1000, now_ms).await;
     assert_eq!(befores_of(&events, &user.user_id), vec![now + 1], "the reset is a revocation event");
@@ -1283,6 +1285,7 @@ pub async fn wrong_or_expired_reset_writes_nothing<S: Store>(store: &Arc<S>) {
     }
     let after = user_of(store.as_ref(), &user.user_id).await;
     assert_eq!((after.password_hash.as_str(), after.tokens_valid_after), (user.password_hash.as_str(), 0));
+    assert_eq!(after.password_changed_at, 0);
     let (events, _) = read_feed(store.as_ref(), Some(FeedCursor::at(now_ms - 5000)), 1000, now_ms).await;
     assert!(befores_of(&events, &user.user_id).is_empty(), "no event");
     // Control: the right token a second before expiry works.

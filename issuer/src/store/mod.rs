@@ -71,6 +71,10 @@ pub struct UserRecord {
     /// `before` of the user's last subject revocation; 0: none). The issuer
     /// never mints one with a lower `iat`.
     pub tokens_valid_after: u64,
+    /// When the password was last reset or changed (0: never). Refresh
+    /// tokens of sessions started before it are refused. Read by
+    /// [`Store::get_user`]; the DynamoDB email index does not carry it.
+    pub password_changed_at: u64,
 }
 
 /// A user to create.
@@ -668,7 +672,8 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a new password, atomically with its proof and its revocation:
     /// the proof is checked (a reset token must be the user's current one
     /// with `expires_at > now`, and is deleted; a current hash must still be
-    /// stored), the hash replaced, `tokens_valid_after` raised to the
+    /// stored), the hash replaced, `password_changed_at` set to `now`,
+    /// `tokens_valid_after` raised to the
     /// event's `before` (never lowered) and the event recorded, all or
     /// nothing. Returns `false`, writing nothing, when the proof fails or
     /// the user does not exist. Of concurrent calls with one reset token,

@@ -144,7 +144,8 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         expires_at INTEGER NOT NULL
     ) STRICT;
-    CREATE INDEX reset_tokens_by_expiry ON reset_tokens(expires_at);",
+    CREATE INDEX reset_tokens_by_expiry ON reset_tokens(expires_at);
+    ALTER TABLE users ADD COLUMN password_changed_at INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Expired pending registrations and reset tokens deleted per write of one.
@@ -313,16 +314,17 @@ fn restrict_permissions(path: &Path) {
 #[cfg(not(unix))]
 fn restrict_permissions(_path: &Path) {}
 
-const USER_COLUMNS: &str = "user_id, email, password_hash, scope, failed_logins, locked_until, tokens_valid_after";
+const USER_COLUMNS: &str =
+    "user_id, email, password_hash, scope, failed_logins, locked_until, tokens_valid_after, password_changed_at";
 
-type UserRow = (String, String, String, String, i64, i64, i64);
+type UserRow = (String, String, String, String, i64, i64, i64, i64);
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
 }
 
 fn to_user(row: UserRow) -> Result<UserRecord, StoreError> {
-    let (user_id, email, password_hash, scope, failed, locked, valid_after) = row;
+    let (user_id, email, password_hash, scope, failed, locked, valid_after, changed_at) = row;
     Ok(UserRecord {
         user_id,
         email,
@@ -331,6 +333,7 @@ fn to_user(row: UserRow) -> Result<UserRecord, StoreError> {
         failed_logins: u32::try_from(failed).map_err(|_| StoreError::Corrupt(format!("failed_logins {failed}")))?,
         locked_until: from_db(locked)?,
         tokens_valid_after: from_db(valid_after)?,
+        password_changed_at: from_db(changed_at)?,
     })
 }
 
@@ -809,9 +812,9 @@ impl Store for SqliteStore {
             if !proven {
                 return Ok(false);
             }
-            tx.prepare_cached("UPDATE users SET password_hash = ?2 WHERE user_id = ?1")
+            tx.prepare_cached("UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE user_id = ?1")
                 .map_err(map_err)?
-                .execute(params![ch.user_id, ch.new_hash])
+                .execute(params![ch.user_id, ch.new_hash, to_db(now)])
                 .map_err(map_err)?;
             insert_event(&tx, &ch.event)?;
             tx.commit().map_err(map_err)?;

@@ -65,6 +65,7 @@ pub(super) fn user_from_item(item: &Item) -> Result<UserRecord, StoreError> {
         failed_logins: opt_n(item, "failedLogins", RECORD)?.unwrap_or(0),
         locked_until: opt_n(item, "lockedUntil", RECORD)?.unwrap_or(0),
         tokens_valid_after: opt_n(item, "tokensValidAfter", RECORD)?.unwrap_or(0),
+        password_changed_at: opt_n(item, "passwordChangedAt", RECORD)?.unwrap_or(0),
     })
 }
 

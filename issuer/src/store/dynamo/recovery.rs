@@ -11,7 +11,8 @@
 //!
 //! A password change is one `TransactWriteItems`: the proof (the reset item
 //! deleted on condition of its hash and expiry, or the stored hash
-//! compared), the user's new `passwordHash` and raised `tokensValidAfter`,
+//! compared), the user's new `passwordHash`, `passwordChangedAt` and raised
+//! `tokensValidAfter`,
 //! and the revocation event.
 
 use std::collections::HashMap;
@@ -197,7 +198,9 @@ impl DynamoStore {
                 .expression_attribute_names("#pk", "pk")
                 .expression_attribute_names("#ph", "passwordHash")
                 .expression_attribute_names("#tva", "tokensValidAfter")
+                .expression_attribute_names("#pca", "passwordChangedAt")
                 .expression_attribute_values(":new", s(&ch.new_hash))
+                .expression_attribute_values(":now", n(now))
                 .expression_attribute_values(":before", n(*before));
             let mut condition = "attribute_exists(#pk)".to_owned();
             if let PasswordProof::CurrentHash { hash } = &ch.proof {
@@ -206,10 +209,10 @@ impl DynamoStore {
             }
             if raise {
                 condition.push_str(" AND (attribute_not_exists(#tva) OR #tva < :before)");
-                update = update.update_expression("SET #ph = :new, #tva = :before");
+                update = update.update_expression("SET #ph = :new, #pca = :now, #tva = :before");
             } else {
                 condition.push_str(" AND #tva >= :before");
-                update = update.update_expression("SET #ph = :new");
+                update = update.update_expression("SET #ph = :new, #pca = :now");
             }
             let update = update.condition_expression(condition).build().map_err(build_err)?;
             let mut items: Vec<TransactWriteItem> = proof_item.iter().cloned().collect();
