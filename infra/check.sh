@@ -172,6 +172,7 @@ mapped-route-not-in-api	    Default: ''\n    Description: >-\n      Route-to-sco
 fingerprint-drift	          AUTH_HTTP_API_RESPONSE: simple	          AUTH_HTTP_API_RESPONSE: simple\n          AUTH_LEEWAY_SECS: !Ref AuthorizerCacheTtl	INVARIANT: AuthorizerConfigFingerprint: Environment differs
 parameter-not-fingerprinted	      Timeout: 6	      Timeout: !Ref AuthorizerCacheTtl	INVARIANT: AuthorizerFunction: Timeout depends on .*AuthorizerCacheTtl.* not in AuthorizerConfigFingerprint
 wildcard-iam	                Action: dynamodb:Query	                Action: dynamodb:*	INVARIANT: IssuerRole: action dynamodb:\*
+store-call-not-granted	                Action: dynamodb:DeleteItem\n	                Action: dynamodb:GetItem\n	INVARIANT: IssuerRole: the store calls .* does not grant dynamodb:DeleteItem
 EOF
 
 # Every case's broken copy, made in one process; a case whose text is not in

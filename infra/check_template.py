@@ -54,6 +54,14 @@ PUBLIC_ROUTES = {
     ("/.well-known/jwks.json", "get"),
     ("/.well-known/openid-configuration", "get"),
     ("/revocations", "get"),
+    ("/verify-email", "post"),
+    ("/verify-email", "options"),
+    ("/password/forgot", "post"),
+    ("/password/forgot", "options"),
+    ("/password/reset", "post"),
+    ("/password/reset", "options"),
+    ("/password/change", "post"),
+    ("/password/change", "options"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "x-amazon-apigateway-any-method"}
 
@@ -71,6 +79,7 @@ ISSUER_ACTIONS = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
     "dynamodb:Query",
     "secretsmanager:GetSecretValue",
     "kms:Decrypt",
@@ -78,6 +87,26 @@ ISSUER_ACTIONS = {
     "logs:PutLogEvents",
 }
 AUTHORIZER_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+
+# The IAM action each DynamoDB SDK call of the issuer's store needs (items of
+# a TransactWriteItems are authorised one by one as these). The store's
+# source is scanned for the calls, and the issuer role must grant every
+# action found: a call added without its permission fails here, not with
+# AccessDeniedException in production (moto does not check IAM).
+DYNAMO_CALLS = {
+    ".get_item()": "dynamodb:GetItem",
+    ".put_item()": "dynamodb:PutItem",
+    "Put::builder()": "dynamodb:PutItem",
+    ".update_item()": "dynamodb:UpdateItem",
+    "Update::builder()": "dynamodb:UpdateItem",
+    ".delete_item()": "dynamodb:DeleteItem",
+    "Delete::builder()": "dynamodb:DeleteItem",
+    "ConditionCheck::builder()": "dynamodb:ConditionCheckItem",
+    ".query()": "dynamodb:Query",
+}
+# Tooling only (tests and local set-up create their own tables).
+DYNAMO_TOOLING_FILES = {"schema.rs"}
+STORE_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "issuer", "src", "store", "dynamo")
 
 # Function properties that may depend on parameters without being part of the
 # version fingerprint: they live on the alias or name the function itself.
@@ -348,6 +377,32 @@ class Checker:
             if arn in managed:
                 self.fail(f"{role_id}: broad managed policy {arn}")
 
+    def store_calls_are_granted(self) -> None:
+        granted: set[str] = set()
+        role = self.resource("IssuerRole", "AWS::IAM::Role")
+        for policy in role.get("Properties", {}).get("Policies", []):
+            for st in self.statements(policy.get("PolicyDocument", {})):
+                if st.get("Effect") == "Allow":
+                    actions = st.get("Action", [])
+                    granted.update([actions] if isinstance(actions, str) else actions)
+        if not os.path.isdir(STORE_SOURCE):
+            self.fail(f"the DynamoDB store's source is not at {STORE_SOURCE}")
+            return
+        needed: dict[str, str] = {}
+        for name in sorted(os.listdir(STORE_SOURCE)):
+            if not name.endswith(".rs") or name in DYNAMO_TOOLING_FILES:
+                continue
+            with open(os.path.join(STORE_SOURCE, name), encoding="utf-8") as f:
+                text = f.read()
+            for call, action in DYNAMO_CALLS.items():
+                if call in text:
+                    needed.setdefault(action, f"{name}: {call}")
+        if not needed:
+            self.fail("no DynamoDB calls found in the store's source: the scan is broken")
+        for action, where in sorted(needed.items()):
+            if action not in granted:
+                self.fail(f"IssuerRole: the store calls {where} but the role does not grant {action}")
+
     @staticmethod
     def statements(doc: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
@@ -541,6 +596,7 @@ class Checker:
         self.cache_ttl_parameter()
         self.routes()
         self.policies("IssuerRole", ISSUER_ACTIONS)
+        self.store_calls_are_granted()
         self.policies("AuthorizerRole", AUTHORIZER_ACTIONS)
         self.functions()
         self.fingerprints()
