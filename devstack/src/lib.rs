@@ -18,7 +18,9 @@
 //! - a demo backend that echoes what it received.
 //!
 //! The issuer's own routes are public at the front door, as in the deploy
-//! template.
+//! template. The front door also serves the local mail outbox at
+//! [`OUTBOX_PATH`] (dev only: there is no such route on AWS, where mail goes
+//! through SES), so a walkthrough can follow the links the issuer sends.
 
 #![warn(missing_docs)]
 
@@ -51,8 +53,12 @@ pub const DEMO_SCOPES: &str = "openid pets:read pets:write";
 /// The API id and stage in the method ARNs the front door builds.
 pub const DEV_ARN_PREFIX: &str = "arn:aws:execute-api:local:000000000000:devapi/dev";
 
-const ISSUER_ROUTES: [&str; 8] = [
+const ISSUER_ROUTES: [&str; 12] = [
     "/register",
+    "/verify-email",
+    "/password/forgot",
+    "/password/reset",
+    "/password/change",
     "/login",
     "/refresh",
     "/logout",
@@ -61,6 +67,11 @@ const ISSUER_ROUTES: [&str; 8] = [
     "/.well-known/jwks.json",
     "/.well-known/openid-configuration",
 ];
+
+/// The dev-only route listing the issuer's outbox, newest first:
+/// `GET /dev/outbox?to=<address>&limit=<n>` (both optional; limit 1-100,
+/// default 20).
+pub const OUTBOX_PATH: &str = "/dev/outbox";
 
 /// The front door's default authorizer cache TTL: the deploy template's
 /// `AuthorizerCacheTtl` default.
@@ -228,11 +239,14 @@ pub async fn run(
 
     // The demo backend and the front door.
     tasks.push(tokio::spawn(serve_fn(backend_l, stopped(stop_rx.clone()), |req, _| async move { echo(req) })));
+    let outbox = issuer::mail::Outbox::open(&opts.data_dir.join(issuer::server::OUTBOX_DIR))
+        .map_err(|e| format!("mail outbox in {data_dir}: {e}"))?;
     let gateway = Arc::new(Gateway::new(
         Authorizer::new(authorizer_verifier, &acfg),
         opts.authorizer_ttl,
         format!("http://{}", addrs.issuer),
         format!("http://{}", addrs.backend),
+        outbox,
     )?);
     tasks.push(tokio::spawn(serve_fn(gateway_l, stopped(stop_rx.clone()), move |req, peer| {
         let g = Arc::clone(&gateway);
@@ -266,8 +280,10 @@ Local stack is up (embedded store, no AWS account):
   sidecar (forward auth)                 {sc}/verify
   JWKS                                   {iss}/.well-known/jwks.json
 
-Try it:
+Try it (mail goes to the outbox: {gw}/dev/outbox):
   curl -s -X POST {iss}/register -H 'content-type: application/json' -d '{{"email":"ada@example.com","password":"correct horse battery"}}'
+  curl -s '{gw}/dev/outbox?to=ada@example.com&limit=1'        # the verification link; its token=...
+  curl -s -X POST {iss}/verify-email -H 'content-type: application/json' -d '{{"token":"<token from the link>"}}'
   curl -s -c jar.txt -X POST {iss}/login -H 'content-type: application/json' -d '{{"email":"ada@example.com","password":"correct horse battery"}}'
   TOKEN=...                                                   # access_token from the login answer
   curl -s {gw}/pets -H "authorization: Bearer $TOKEN"           # 200, echoed with the authorizer context
@@ -276,6 +292,11 @@ Try it:
   curl -s -b jar.txt -c jar.txt -X POST {iss}/refresh -H 'x-requested-with: curl'   # new tokens, rotated cookie
   curl -s -b jar.txt -c jar.txt -X POST {iss}/logout -H 'x-requested-with: curl'    # revokes the session
   curl -s -i {sc}/verify -H "authorization: Bearer $TOKEN"      # 401 within seconds: its session is revoked
+Forgot the password?
+  curl -s -X POST {iss}/password/forgot -H 'content-type: application/json' -d '{{"email":"ada@example.com"}}'
+  curl -s '{gw}/dev/outbox?to=ada@example.com&limit=1'        # the reset link (15 minutes, single use)
+  curl -s -X POST {iss}/password/reset -H 'content-type: application/json' -d '{{"token":"<token>","password":"a new long passphrase"}}'
+                                                              # every session and access token of ada is revoked
 Ctrl-C stops everything.
 "#
     )
@@ -361,10 +382,17 @@ struct Gateway {
     issuer: String,
     backend: String,
     http: reqwest::Client,
+    outbox: issuer::mail::Outbox,
 }
 
 impl Gateway {
-    fn new(authorizer: Authorizer, ttl: Duration, issuer: String, backend: String) -> Result<Self, String> {
+    fn new(
+        authorizer: Authorizer,
+        ttl: Duration,
+        issuer: String,
+        backend: String,
+        outbox: issuer::mail::Outbox,
+    ) -> Result<Self, String> {
         let cache =
             (!ttl.is_zero()).then(|| moka::sync::Cache::builder().max_capacity(10_000).time_to_live(ttl).build());
         let http = reqwest::Client::builder()
@@ -373,12 +401,15 @@ impl Gateway {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("front door: {e}"))?;
-        Ok(Gateway { authorizer, cache, issuer, backend, http })
+        Ok(Gateway { authorizer, cache, issuer, backend, http, outbox })
     }
 
     async fn handle(&self, req: Incoming, peer: SocketAddr) -> http::Response<Body> {
         if ISSUER_ROUTES.contains(&req.path.as_str()) {
             return self.forward(&self.issuer, req, peer, None, None).await;
+        }
+        if req.path == OUTBOX_PATH {
+            return self.outbox(&req).await;
         }
         // TOKEN authorizer with identity source method.request.header.Authorization:
         // API Gateway answers 401 itself when it is missing or empty.
@@ -433,6 +464,47 @@ impl Gateway {
         let mut r = self.forward(&self.backend, req, peer, Some(context), principal).await;
         r.headers_mut().insert("x-dev-authorizer-cache", HeaderValue::from_static(cache_state));
         r
+    }
+
+    /// `GET /dev/outbox`: the messages the issuer "sent", newest first.
+    async fn outbox(&self, req: &Incoming) -> http::Response<Body> {
+        if req.method != Method::GET {
+            let mut r = json(StatusCode::METHOD_NOT_ALLOWED, serde_json::json!({"error": "method_not_allowed"}));
+            r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET"));
+            return r;
+        }
+        let query = req.path_and_query.split_once('?').map_or("", |(_, q)| q);
+        let (mut to, mut limit) = (None, 20usize);
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "to" => to = Some(v.trim().to_lowercase()),
+                "limit" => match v.parse::<usize>() {
+                    Ok(n) if (1..=100).contains(&n) => limit = n,
+                    _ => {
+                        return json(
+                            StatusCode::BAD_REQUEST,
+                            serde_json::json!({"error": "invalid_request", "error_description": "limit: 1 to 100"}),
+                        );
+                    }
+                },
+                _ => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({"error": "invalid_request", "error_description": "the outbox takes to and limit"}),
+                    );
+                }
+            }
+        }
+        match self.outbox.list(issuer::mail::OUTBOX_MAX).await {
+            Ok(all) => {
+                let messages: Vec<_> =
+                    all.into_iter().filter(|m| to.as_ref().is_none_or(|t| &m.to == t)).take(limit).collect();
+                let mut r = json(StatusCode::OK, serde_json::json!({ "messages": messages }));
+                r.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": e.to_string()})),
+        }
     }
 
     async fn forward(

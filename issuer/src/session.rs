@@ -395,7 +395,10 @@ impl<S: Store> Sessions<S> {
                     Ok(Registration::Created { user_id: user.user_id })
                 }
                 Err(StoreError::EmailTaken) => {
-                    self.send(MessageKind::SignupAttempt, &user.email, None).await?;
+                    // Best effort: a new address gets no message in this
+                    // mode, so a mail outage must not make a taken one
+                    // answer differently.
+                    self.notify(MessageKind::SignupAttempt, &user.email).await;
                     info!(target: "audit", event = "signup_of_registered_address", "sign-up of a registered address");
                     Ok(Registration::AlreadyRegistered)
                 }

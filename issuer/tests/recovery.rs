@@ -284,6 +284,13 @@ async fn without_required_verification_the_account_is_made_at_once() {
     let again = f.s.register(creds("ada@example.com", "another password"), here(), T0).await.unwrap();
     assert_eq!(again, Registration::AlreadyRegistered);
     assert_eq!(f.mail.kinds_to("ada@example.com"), [MessageKind::SignupAttempt]);
+    // A new address gets no message here, so a mail outage must not make a
+    // taken one answer differently: the notice is best effort.
+    f.mail.fail.store(true, Ordering::SeqCst);
+    let down = f.s.register(creds("ada@example.com", "another password"), here(), T0).await.unwrap();
+    assert_eq!(down, Registration::AlreadyRegistered);
+    let new = f.s.register(creds("bea@example.com", PW), here(), T0).await.unwrap();
+    assert!(matches!(new, Registration::Created { .. }), "{new:?}");
 }
 
 /// A mail failure leaves no account and no claim on the address; a retry

@@ -236,6 +236,59 @@ impl DevStack {
         };
         DevStack { gateway: addr("gateway"), issuer: addr("issuer"), sidecar: addr("sidecar"), proc }
     }
+
+    /// The dev outbox's messages to `to`, newest first (`GET /dev/outbox`
+    /// at the front door).
+    ///
+    /// # Panics
+    /// When the outbox does not answer 200 with JSON.
+    pub async fn mail_to(&self, to: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/dev/outbox?to={to}&limit=100", self.gateway);
+        let resp = reqwest::get(&url).await.expect("the dev outbox answers");
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "GET {url}");
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The token of the newest `kind` link (`verify_email`,
+    /// `password_reset`) mailed to `to`, read from the link as a person
+    /// would follow it.
+    ///
+    /// # Panics
+    /// When there is no such message or it has no link with a token.
+    pub async fn mailed_token(&self, to: &str, kind: &str) -> String {
+        let mail = self.mail_to(to).await;
+        let m = mail.iter().find(|m| m["kind"] == kind).unwrap_or_else(|| panic!("no {kind} message to {to}"));
+        let link = m["links"][0].as_str().unwrap_or_else(|| panic!("{kind} to {to} has no link"));
+        link.split_once("token=").map(|(_, t)| t.to_owned()).unwrap_or_else(|| panic!("no token in {link}"))
+    }
+
+    /// Registers `email` and follows the verification link: the account
+    /// exists afterwards.
+    ///
+    /// # Panics
+    /// When any step does not answer as it should.
+    pub async fn signup(&self, email: &str, password: &str) {
+        let c = reqwest::Client::new();
+        let body = serde_json::json!({"email": email, "password": password}).to_string();
+        let resp = c
+            .post(format!("{}/register", self.issuer))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED, "register {email}");
+        let token = self.mailed_token(&email.trim().to_lowercase(), "verify_email").await;
+        let resp = c
+            .post(format!("{}/verify-email", self.issuer))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "token": token }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK, "verify {email}");
+    }
 }
 
 /// Minting tokens for tests.

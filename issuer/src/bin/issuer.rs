@@ -125,7 +125,10 @@ async fn run(cfg: IssuerConfig) -> Result<(), String> {
 async fn serve_app<S: Store>(cfg: IssuerConfig, store: S, keys: KeyRing) -> Result<(), String> {
     let opts = ServerOptions::from_config(&cfg);
     let listen = cfg.listen;
-    let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?);
+    let outbox = issuer::mail::Outbox::open(&cfg.data_dir.join(issuer::server::OUTBOX_DIR))
+        .map_err(|e| format!("mail outbox in {}: {e}", cfg.data_dir.display()))?;
+    let app = App::new(cfg, store, keys).map_err(|e| e.to_string())?;
+    let app = Arc::new(app.with_mailer(issuer::mail::Mailer::new(outbox)));
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("ISSUER_LISTEN: cannot bind {listen}: {e}"))?;
     let shutdown = shutdown_signal();

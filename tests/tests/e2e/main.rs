@@ -5,6 +5,7 @@
 mod authorizer;
 mod issuer_lambda;
 mod jwks;
+mod recovery;
 mod revocation;
 mod route_map;
 mod secrets_in_logs;

@@ -44,13 +44,7 @@ async fn wait_ready(s: &DevStack) {
 }
 
 async fn register(s: &DevStack, email: &str) {
-    let resp = client()
-        .post(format!("{}/register", s.issuer))
-        .json(&json!({"email": email, "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.signup(email, "correct horse battery").await;
 }
 
 /// Logs in: (access token, refresh cookie).

@@ -17,6 +17,8 @@ const ISS: &str = "https://issuer.test";
 const STAGE: &str = "arn:aws:execute-api:us-east-1:123456789012:abc123def4/prod";
 const PASSWORD: &str = "pw-Tr4ce-S3cret-horse-battery";
 const COOKIE: &str = "ck-Tr4ce-S3cret-cookie-value";
+const NEW_PASSWORD: &str = "pw-Tr4ce-N3w-purple-elephant";
+const CHANGED_PASSWORD: &str = "pw-Tr4ce-Ch4nged-zebra-umbrella";
 
 /// Waits until `ready` holds for the logs, failing with them after 20 s.
 async fn wait_for(p: &Proc, what: &str, ready: impl Fn(&[String]) -> bool) -> Vec<String> {
@@ -135,7 +137,20 @@ async fn the_issuer_at_trace_logs_no_secret() {
     let c = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
     let creds = json!({"email": "trace@example.com", "password": PASSWORD});
     let resp = c.post(format!("{base}/register")).json(&creds).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(resp.status().as_u16(), 202);
+    // The verification link, read from the local outbox as the dev stack does.
+    let outbox = issuer::mail::Outbox::open(&dir.join(issuer::server::OUTBOX_DIR)).unwrap();
+    let mailed_token = |kind: &'static str| {
+        let outbox = outbox.clone();
+        async move {
+            let all = outbox.list(100).await.unwrap();
+            let m = all.into_iter().find(|m| m.kind == kind).unwrap_or_else(|| panic!("no {kind} message"));
+            m.links[0].split_once("token=").unwrap().1.to_owned()
+        }
+    };
+    let verify_token = mailed_token("verify_email").await;
+    let resp = c.post(format!("{base}/verify-email")).json(&json!({ "token": verify_token })).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
     let resp = c.post(format!("{base}/login")).json(&creds).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let cookie = resp
@@ -164,9 +179,35 @@ async fn the_issuer_at_trace_logs_no_secret() {
     let resp =
         c.post(format!("{base}/login")).header("cookie", format!("other={COOKIE}")).json(&wrong).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
-    let logs = wait_for(&p, "the failed login", |l| l.iter().filter(|x| x.contains("login")).count() >= 2).await;
+    // A password reset, with a new password, and a change back.
+    let resp = c.post(format!("{base}/password/forgot")).json(&json!({"email": "trace@example.com"})).send().await;
+    assert_eq!(resp.unwrap().status().as_u16(), 202);
+    let reset_token = mailed_token("password_reset").await;
+    // The user id before the dot is no secret (audit lines name it).
+    let reset_secret = reset_token.split_once('.').unwrap().1;
+    let reset = json!({"token": reset_token, "password": NEW_PASSWORD});
+    let resp = c.post(format!("{base}/password/reset")).json(&reset).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let creds = json!({"email": "trace@example.com", "password": NEW_PASSWORD});
+    let resp = c.post(format!("{base}/login")).json(&creds).send().await.unwrap();
+    let fresh: Value = resp.json().await.unwrap();
+    let change = json!({"current_password": NEW_PASSWORD, "new_password": CHANGED_PASSWORD});
+    let resp = c
+        .post(format!("{base}/password/change"))
+        .bearer_auth(fresh["access_token"].as_str().unwrap())
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let logs = wait_for(&p, "the password change", |l| l.iter().any(|x| x.contains("password changed"))).await;
     assert!(count(&logs, "TRACE") + count(&logs, "DEBUG") >= 1, "no TRACE/DEBUG line: {}", logs.join("\n"));
-    assert_no_secret("issuer", &logs, &[&access, &refresh_value, COOKIE, PASSWORD]);
+    assert!(count(&logs, "login failed") >= 1, "the failed login is logged: {}", logs.join("\n"));
+    assert_no_secret(
+        "issuer",
+        &logs,
+        &[&access, &refresh_value, COOKIE, PASSWORD, &verify_token, reset_secret, NEW_PASSWORD, CHANGED_PASSWORD],
+    );
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }

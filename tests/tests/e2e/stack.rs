@@ -55,14 +55,8 @@ async fn the_readme_walkthrough() {
     let s = start(&dir);
     let c = client();
 
-    // Register and log in.
-    let resp = c
-        .post(format!("{}/register", s.issuer))
-        .json(&json!({"email": "Ada@Example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    // Register, follow the link from the outbox, log in.
+    s.signup("Ada@Example.com", "correct horse battery").await;
     let resp = c
         .post(format!("{}/login", s.issuer))
         .json(&json!({"email": "ada@example.com", "password": "correct horse battery"}))
@@ -180,13 +174,7 @@ async fn the_readme_walkthrough() {
 async fn ctrl_c_stops_everything_and_a_restart_keeps_users_and_sessions() {
     let dir = tempdir("restart");
     let mut s = start(&dir);
-    let resp = client()
-        .post(format!("{}/register", s.issuer))
-        .json(&json!({"email": "bob@example.com", "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    s.signup("bob@example.com", "correct horse battery").await;
     let (_, cookie) = login(&s, "bob@example.com").await;
     let jwks_before: Value =
         client().get(format!("{}/.well-known/jwks.json", s.issuer)).send().await.unwrap().json().await.unwrap();
