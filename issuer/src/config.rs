@@ -716,6 +716,12 @@ mod tests {
         assert_eq!(header("Pets <no-reply@example.com>").unwrap(), "Pets <no-reply@example.com>");
         assert_eq!(header("<no-reply@example.com>").unwrap(), "no-reply@example.com");
         assert_eq!(header("Café <a@example.com>").unwrap(), "=?UTF-8?B?Q2Fmw6k=?= <a@example.com>");
+        // A long non-ASCII name: several encoded words of at most 75 characters.
+        let long = format!("{} <a@example.com>", "é".repeat(40));
+        let h = header(&long).unwrap();
+        let words: Vec<&str> = h.trim_end_matches(" <a@example.com>").split(' ').collect();
+        assert_eq!(words.len(), 2, "{h}");
+        assert!(words.iter().all(|w| w.len() <= 75 && w.starts_with("=?UTF-8?B?") && w.ends_with("?=")), "{h}");
         let s = crate::mail::Sender::parse("Pets <a.b+c@x.example.com>").unwrap();
         assert_eq!((s.name.as_deref(), s.address.as_str()), (Some("Pets"), "a.b+c@x.example.com"));
         for bad in [

@@ -421,11 +421,27 @@ impl Sender {
 
     /// The `From` value as sent: the bare address, or `Name <addr>` with the
     /// name quoted when it holds RFC 5322 specials and RFC 2047-encoded
-    /// (UTF-8, base64) when it is not ASCII.
+    /// (UTF-8, base64, words of at most 75 characters) when it is not ASCII.
     pub fn header(&self) -> String {
         let Some(name) = &self.name else { return self.address.clone() };
         let name = if !name.is_ascii() {
-            format!("=?UTF-8?B?{}?=", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, name))
+            // 45 bytes of UTF-8 are 60 of base64: 72 with `=?UTF-8?B?` and `?=`.
+            let mut words: Vec<String> = Vec::new();
+            let mut chunk = String::new();
+            for c in name.chars() {
+                if chunk.len() + c.len_utf8() > 45 {
+                    words.push(std::mem::take(&mut chunk));
+                }
+                chunk.push(c);
+            }
+            words.push(chunk);
+            words
+                .iter()
+                .map(|w| {
+                    format!("=?UTF-8?B?{}?=", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, w))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
         } else if name.contains(['(', ')', '[', ']', ':', ';', '@', ',', '.']) {
             format!("\"{name}\"")
         } else {
