@@ -173,6 +173,10 @@ fingerprint-drift	          AUTH_HTTP_API_RESPONSE: simple	          AUTH_HTTP_A
 parameter-not-fingerprinted	      Timeout: 6	      Timeout: !Ref AuthorizerCacheTtl	INVARIANT: AuthorizerFunction: Timeout depends on .*AuthorizerCacheTtl.* not in AuthorizerConfigFingerprint
 wildcard-iam	                Action: dynamodb:Query	                Action: dynamodb:*	INVARIANT: IssuerRole: action dynamodb:\*
 store-call-not-granted	                Action: dynamodb:DeleteItem\n	                Action: dynamodb:GetItem\n	INVARIANT: IssuerRole: the store calls .* does not grant dynamodb:DeleteItem
+ses-any-sender	                Condition:\n                  StringEquals:\n                    ses:FromAddress: !Ref MailFromAddress\n	\n	INVARIANT: IssuerRole: ses:SendEmail must be conditioned on ses:FromAddress
+ses-any-identity	:identity/${Identity}'	:identity/*'	INVARIANT: IssuerRole: ses:SendEmail (must be on the mail identity|resource .*identity/\*)
+mail-sender-not-the-parameter	          ISSUER_MAIL_FROM: !Ref MailFromAddress	          ISSUER_MAIL_FROM: no-reply@example.com	INVARIANT: IssuerFunction: ISSUER_MAIL_FROM must be the MailFromAddress parameter
+link-base-always-set	          ISSUER_LINK_BASE: !If [HasLinkBase, !Ref LinkBase, !Ref AWS::NoValue]	          ISSUER_LINK_BASE: !Ref LinkBase	INVARIANT: IssuerFunction: ISSUER_LINK_BASE must be set from LinkBase only when it is set
 EOF
 
 # Every case's broken copy, made in one process; a case whose text is not in

@@ -15,7 +15,8 @@ unchecked there. check.sh lints this output a second time to cover them.
 template: which routes are public, the authorizer cache TTL against the token
 lifetime, the authorizer cache key (token, method and resource: a decision is
 only reused for the route it was made for), the route map (AuthRouteScopes
-default and infra/samconfig.toml.example) against the API's protected routes, the IAM actions each function gets, the Rust function packaging and
+default and infra/samconfig.toml.example) against the API's protected routes, the IAM actions each function gets, the issuer's mail (SES from the one
+sender through the one identity), the Rust function packaging and
 environment, that every parameter-driven function property is fingerprinted
 (so a new value reaches the `live` alias), and the DynamoDB layout of
 docs/DESIGN.md. Each failure prints one
@@ -85,6 +86,7 @@ ISSUER_ACTIONS = {
     "kms:Decrypt",
     "logs:CreateLogStream",
     "logs:PutLogEvents",
+    "ses:SendEmail",
 }
 AUTHORIZER_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 
@@ -127,6 +129,8 @@ RUST_FUNCTIONS = {
             "ISSUER_REVOCATIONS_TABLE",
             "ISSUER_SIGNING_KEY_SECRET_ARN",
             "ISSUER_ACCESS_TTL_SECS",
+            "ISSUER_MAIL",
+            "ISSUER_MAIL_FROM",
         },
     ),
     "AuthorizerFunction": ("authorizer", {"AUTH_ISSUER", "AUTH_AUDIENCE", "AUTH_JWKS_URL", "AUTH_ROUTE_SCOPES"}),
@@ -592,6 +596,89 @@ class Checker:
                 f" refetch ({jwks_ms} ms) with half a second to spare"
             )
 
+    def mail(self) -> None:
+        """Issue 16: the issuer mails through SES from MailFromAddress, and its
+        role may send only that: ses:SendEmail on the sender's identity (and
+        the configuration set when one is used), conditioned on
+        ses:FromAddress; the optional settings reach the environment only
+        when set."""
+        params = self.source.get("Parameters", {})
+        sender = params.get("MailFromAddress")
+        if sender is None:
+            self.fail("parameter MailFromAddress is missing (the issuer's sender)")
+        elif "Default" in sender or not sender.get("AllowedPattern"):
+            self.fail("parameter MailFromAddress must be required (no Default) and have an AllowedPattern")
+        for name in ("MailIdentity", "ProductName", "LinkBase"):
+            if params.get(name, {}).get("Default") != "":
+                self.fail(f"parameter {name} must exist and default to '' (unset)")
+        for fid in ("IssuerFunction", "IssuerConfigFingerprint"):
+            env = self.source.get("Resources", {}).get(fid, {}).get("Properties", {})
+            env = env.get("Environment", {}).get("Variables", {})
+            if env.get("ISSUER_MAIL") != "ses":
+                self.fail(f"{fid}: ISSUER_MAIL must be ses, is {env.get('ISSUER_MAIL')!r}")
+            if env.get("ISSUER_MAIL_FROM") != {"Ref": "MailFromAddress"}:
+                self.fail(f"{fid}: ISSUER_MAIL_FROM must be the MailFromAddress parameter")
+            for var, param in (
+                ("ISSUER_PRODUCT_NAME", "ProductName"),
+                ("ISSUER_LINK_BASE", "LinkBase"),
+                ("ISSUER_SES_CONFIGURATION_SET", "MailConfigurationSet"),
+            ):
+                v = env.get(var)
+                branches = v.get("Fn::If") if isinstance(v, dict) else None
+                if not (
+                    isinstance(branches, list)
+                    and len(branches) == 3
+                    and branches[1] == {"Ref": param}
+                    and branches[2] == {"Ref": "AWS::NoValue"}
+                ):
+                    self.fail(f"{fid}: {var} must be set from {param} only when it is set (Fn::If, else AWS::NoValue)")
+        role = self.res.get("IssuerRole", {}).get("Properties", {})
+        def actions(st: dict[str, Any]) -> list[str]:
+            a = st.get("Action", [])
+            return [a] if isinstance(a, str) else a
+
+        sends = [
+            st
+            for policy in role.get("Policies", [])
+            for st in self.statements(policy.get("PolicyDocument", {}))
+            if any(str(a).startswith("ses:") for a in actions(st))
+        ]
+        if not sends:
+            self.fail("IssuerRole: no ses:SendEmail statement (the issuer cannot send mail)")
+        for st in sends:
+            if st.get("Action") not in ("ses:SendEmail", ["ses:SendEmail"]):
+                self.fail(f"IssuerRole: SES actions must be exactly ses:SendEmail, are {st.get('Action')!r}")
+            cond = st.get("Condition", {}).get("StringEquals", {})
+            if cond.get("ses:FromAddress") != {"Ref": "MailFromAddress"} or set(st.get("Condition", {})) != {"StringEquals"}:
+                self.fail("IssuerRole: ses:SendEmail must be conditioned on ses:FromAddress equal to MailFromAddress")
+            resources = st.get("Resource", [])
+            resources = resources if isinstance(resources, list) else [resources]
+            texts = []
+            identity_of = None
+            for r in resources:
+                if isinstance(r, dict) and "Fn::If" in r:
+                    r = r["Fn::If"][1]
+                sub = r.get("Fn::Sub") if isinstance(r, dict) else r
+                texts.append(sub[0] if isinstance(sub, list) else sub)
+                if isinstance(sub, list) and len(sub) == 2 and isinstance(sub[1], dict):
+                    identity_of = identity_of or sub[1].get("Identity")
+            identity = "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${Identity}"
+            if identity not in texts:
+                self.fail(f"IssuerRole: ses:SendEmail must be on the mail identity {identity}")
+            sender_domain = {"Fn::Select": [1, {"Fn::Split": ["@", {"Ref": "MailFromAddress"}]}]}
+            if identity_of != {"Fn::If": ["HasMailIdentity", {"Ref": "MailIdentity"}, sender_domain]}:
+                self.fail(
+                    "IssuerRole: the identity of ses:SendEmail must be MailIdentity, else the domain of"
+                    f" MailFromAddress; is {json.dumps(identity_of)}"
+                )
+            for t in texts:
+                if not isinstance(t, str) or "*" in t or not re.fullmatch(
+                    r"arn:\$\{AWS::Partition\}:ses:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                    r"(identity/\$\{Identity\}|configuration-set/\$\{MailConfigurationSet\})",
+                    t,
+                ):
+                    self.fail(f"IssuerRole: ses:SendEmail resource {t!r} is not the mail identity or configuration set")
+
     def run(self) -> list[str]:
         self.cache_ttl_parameter()
         self.routes()
@@ -603,6 +690,7 @@ class Checker:
         self.tables()
         self.credential_attack_defences()
         self.revocation()
+        self.mail()
         return self.failures
 
 

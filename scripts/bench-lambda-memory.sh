@@ -45,4 +45,5 @@ target/release/lambda-bench --bin target/release/issuer-lambda --invocations "$N
   --env "AWS_ENDPOINT_URL=http://127.0.0.1:$PORT" --env AWS_ACCESS_KEY_ID=testing \
   --env AWS_SECRET_ACCESS_KEY=testing --env AWS_REGION=us-east-1 --env AWS_EC2_METADATA_DISABLED=true \
   --env "ISSUER_URL=https://abc123.execute-api.us-east-1.amazonaws.com/prod" --env ISSUER_AUDIENCE=api \
-  --env "ISSUER_SIGNING_KEY_SECRET_ARN=$ARN" --env ISSUER_COOKIE_PATH_PREFIX=/prod
+  --env "ISSUER_SIGNING_KEY_SECRET_ARN=$ARN" --env ISSUER_COOKIE_PATH_PREFIX=/prod \
+  --env ISSUER_MAIL_FROM=no-reply@example.com --env "SES_ENDPOINT=http://127.0.0.1:$PORT"

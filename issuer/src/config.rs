@@ -45,6 +45,11 @@
 //! | `ISSUER_RECOVERY_WINDOW_SECS` | 3600 | window of the two counters above |
 //! | `ISSUER_PRODUCT_NAME` | `your account` | product name in messages |
 //! | `ISSUER_LINK_BASE` | `ISSUER_URL` | base URL of the pages that mail links open (`/verify-email`, `/reset-password`) |
+//! | `ISSUER_MAIL` | `outbox` (local), `ses` (Lambda) | mail transport: `outbox` (JSON files in `<data dir>/outbox`) or `ses` (Amazon SES v2) |
+//! | `ISSUER_MAIL_FROM` | required with `ses` | sender: `addr@example.com` or `Name <addr@example.com>`; the address must belong to a verified SES identity |
+//! | `ISSUER_SES_CONFIGURATION_SET` | unset | SES configuration set of every message (event publishing, suppression) |
+//! | `ISSUER_MAIL_TIMEOUT_MS` | 3000 | longest SES send, retries included (100..=30000) |
+//! | `SES_ENDPOINT` | unset | SES endpoint override (tests: moto); the SDK also honours `AWS_ENDPOINT_URL` |
 //! | `ISSUER_LEGACY_BCRYPT_COST` | unset | the store holds imported bcrypt hashes of this cost (4..=31): every login then does one bcrypt at this cost too, so imported accounts cost the same to check as the others |
 
 use std::net::{IpAddr, SocketAddr};
@@ -167,6 +172,28 @@ pub struct IssuerConfig {
     pub recovery_limits: RecoveryLimits,
     /// `ISSUER_PRODUCT_NAME`, `ISSUER_LINK_BASE`.
     pub branding: crate::mail::Branding,
+    /// `ISSUER_MAIL` and its settings: the outbox locally, SES on Lambda.
+    pub mail: MailTransportConfig,
+}
+
+/// Which transport sends mail (`ISSUER_MAIL`), with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransportConfig {
+    /// `outbox`: JSON files in `<data dir>/outbox` (the default locally).
+    Outbox,
+    /// `ses`: Amazon SES v2 `SendEmail` (the default on Lambda).
+    Ses {
+        /// `ISSUER_MAIL_FROM` (required): the sender, `addr` or
+        /// `Name <addr>`, normalised as sent (see [`crate::mail::Sender`]).
+        from: String,
+        /// `ISSUER_SES_CONFIGURATION_SET`: unset.
+        configuration_set: Option<String>,
+        /// `SES_ENDPOINT`: unset (the regional endpoint, or
+        /// `AWS_ENDPOINT_URL` through the SDK).
+        endpoint: Option<String>,
+        /// `ISSUER_MAIL_TIMEOUT_MS`: 3 s per send, retries included.
+        timeout: Duration,
+    },
 }
 
 /// Limits on the account-recovery routes (sign-up, verification, reset
@@ -348,6 +375,7 @@ impl IssuerConfig {
                 window_secs: s.u64_in("ISSUER_RECOVERY_WINDOW_SECS", 3600, 1..=86_400)?,
             },
             branding: crate::mail::Branding { product: String::new(), link_base: String::new() },
+            mail: mail_transport(s, shape)?,
         };
         let mut cfg = cfg;
         cfg.branding = crate::mail::Branding {
@@ -415,10 +443,80 @@ impl IssuerConfig {
         }
     }
 
+    /// The SES transport's settings from this configuration (sender,
+    /// configuration set, endpoint, timeouts), if `ISSUER_MAIL=ses`.
+    pub fn ses_config(&self) -> Option<crate::mail::SesConfig> {
+        match &self.mail {
+            MailTransportConfig::Outbox => None,
+            MailTransportConfig::Ses { from, configuration_set, endpoint, timeout } => Some(
+                crate::mail::SesConfig {
+                    configuration_set: configuration_set.clone(),
+                    endpoint: endpoint.clone(),
+                    ..crate::mail::SesConfig::new(from.clone())
+                }
+                .with_timeout(*timeout),
+            ),
+        }
+    }
+
     /// `{ISSUER_URL}/.well-known/jwks.json`.
     pub fn jwks_uri(&self) -> String {
         token_core::config::jwks_url_of(&self.issuer_url)
     }
+}
+
+/// `ISSUER_MAIL` and the settings of the chosen transport.
+fn mail_transport(s: &Settings<'_>, shape: Shape) -> Result<MailTransportConfig, ConfigError> {
+    let timeout = s.millis("ISSUER_MAIL_TIMEOUT_MS", 3000, 100..=30_000)?;
+    let ses = match s.get("ISSUER_MAIL").as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("") => shape == Shape::Lambda,
+        Some("outbox") => false,
+        Some("ses") => true,
+        Some(other) => {
+            return Err(ConfigError::new("ISSUER_MAIL", format!("expected outbox or ses, got {other:?}")));
+        }
+    };
+    if !ses {
+        return Ok(MailTransportConfig::Outbox);
+    }
+    let from = match s.get("ISSUER_MAIL_FROM") {
+        None => {
+            return Err(ConfigError::new(
+                "ISSUER_MAIL_FROM",
+                "required with ISSUER_MAIL=ses: the sender, e.g. no-reply@example.com or `Name <no-reply@example.com>`",
+            ));
+        }
+        Some(v) => crate::mail::Sender::parse(&v).map_err(|m| ConfigError::new("ISSUER_MAIL_FROM", m))?.header(),
+    };
+    let configuration_set = match s.get("ISSUER_SES_CONFIGURATION_SET") {
+        None => None,
+        Some(v) if v.trim().is_empty() => None,
+        Some(v) => {
+            let v = v.trim();
+            if v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(ConfigError::new(
+                    "ISSUER_SES_CONFIGURATION_SET",
+                    "expected a configuration set name: up to 64 letters, digits, - and _",
+                ));
+            }
+            Some(v.to_owned())
+        }
+    };
+    let endpoint = match s.get("SES_ENDPOINT") {
+        None => None,
+        Some(v) if v.trim().is_empty() => None,
+        Some(v) => {
+            let v = v.trim();
+            let ok = v
+                .parse::<http::Uri>()
+                .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+            if !ok {
+                return Err(ConfigError::new("SES_ENDPOINT", format!("{v:?} is not an http(s) URL")));
+            }
+            Some(v.to_owned())
+        }
+    };
+    Ok(MailTransportConfig::Ses { from, configuration_set, endpoint, timeout })
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -539,8 +637,109 @@ mod tests {
         assert_eq!(load(&BASE[..1], Shape::Local).unwrap_err().var, "ISSUER_AUDIENCE");
         let err = load(&BASE, Shape::Lambda).unwrap_err();
         assert_eq!(err.var, "ISSUER_SIGNING_KEY_SECRET_ARN");
-        let c = load(&with(("ISSUER_SIGNING_KEY_SECRET_ARN", "arn:aws:secretsmanager:x")), Shape::Lambda).unwrap();
+        // On Lambda mail goes through SES by default, which needs a sender.
+        let arn = ("ISSUER_SIGNING_KEY_SECRET_ARN", "arn:aws:secretsmanager:x");
+        let err = load(&with(arn), Shape::Lambda).unwrap_err();
+        assert_eq!(err.var, "ISSUER_MAIL_FROM");
+        let c = load(&[BASE[0], BASE[1], arn, ("ISSUER_MAIL_FROM", "no-reply@example.com")], Shape::Lambda).unwrap();
         assert_eq!(c.store, StoreKind::DynamoDb);
+        assert!(matches!(c.mail, MailTransportConfig::Ses { .. }), "{:?}", c.mail);
+        let c = load(&[BASE[0], BASE[1], arn, ("ISSUER_MAIL", "outbox")], Shape::Lambda).unwrap();
+        assert_eq!(c.mail, MailTransportConfig::Outbox);
+    }
+
+    #[test]
+    fn recovery_and_mail_defaults() {
+        let c = load(&BASE, Shape::Local).unwrap();
+        assert!(c.require_verified_email);
+        assert_eq!(c.verify_ttl_secs, 86_400);
+        assert_eq!(c.reset_ttl_secs, 900);
+        assert_eq!(c.recovery_limits, RecoveryLimits { per_client: 20, mail_per_address: 5, window_secs: 3600 });
+        assert_eq!(c.branding.product, "your account");
+        assert_eq!(c.branding.link_base, "https://auth.example.com");
+        assert_eq!(c.mail, MailTransportConfig::Outbox);
+        assert_eq!(c.ses_config(), None);
+        // The link base defaults to the issuer URL without its trailing slash.
+        let c = load(&[("ISSUER_URL", "https://auth.example.com/prod/"), BASE[1]], Shape::Local).unwrap();
+        assert_eq!(c.branding.link_base, "https://auth.example.com/prod");
+
+        let c =
+            load(&[BASE[0], BASE[1], ("ISSUER_MAIL", "SES"), ("ISSUER_MAIL_FROM", " a@example.com ")], Shape::Local)
+                .unwrap();
+        assert_eq!(
+            c.mail,
+            MailTransportConfig::Ses {
+                from: "a@example.com".into(),
+                configuration_set: None,
+                endpoint: None,
+                timeout: Duration::from_secs(3),
+            }
+        );
+        let ses = c.ses_config().unwrap();
+        assert_eq!((ses.operation_timeout, ses.attempt_timeout), (Duration::from_secs(3), Duration::from_millis(1500)));
+        assert_eq!((ses.connect_timeout, ses.max_attempts), (Duration::from_secs(1), 3));
+
+        let c = load(
+            &[
+                BASE[0],
+                BASE[1],
+                ("ISSUER_MAIL", "ses"),
+                ("ISSUER_MAIL_FROM", "Pets, Inc. <no-reply@mail.example.com>"),
+                ("ISSUER_SES_CONFIGURATION_SET", "auth-mail_1"),
+                ("SES_ENDPOINT", "http://127.0.0.1:5000"),
+                ("ISSUER_MAIL_TIMEOUT_MS", "800"),
+                ("ISSUER_REQUIRE_VERIFIED_EMAIL", "FALSE"),
+                ("ISSUER_PRODUCT_NAME", "  Pets  "),
+                ("ISSUER_LINK_BASE", "https://app.example.com/"),
+            ],
+            Shape::Local,
+        )
+        .unwrap();
+        let ses = c.ses_config().unwrap();
+        assert_eq!(ses.from, "\"Pets, Inc.\" <no-reply@mail.example.com>");
+        assert_eq!(ses.configuration_set.as_deref(), Some("auth-mail_1"));
+        assert_eq!(ses.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(
+            (ses.operation_timeout, ses.attempt_timeout),
+            (Duration::from_millis(800), Duration::from_millis(400))
+        );
+        assert_eq!(ses.connect_timeout, Duration::from_millis(400));
+        assert!(!c.require_verified_email);
+        assert_eq!(c.branding.product, "Pets");
+        assert_eq!(c.branding.link_base, "https://app.example.com");
+    }
+
+    #[test]
+    fn senders_are_normalised_as_sent() {
+        let header = |v: &str| crate::mail::Sender::parse(v).map(|s| s.header());
+        assert_eq!(header("no-reply@example.com").unwrap(), "no-reply@example.com");
+        assert_eq!(header("Pets <no-reply@example.com>").unwrap(), "Pets <no-reply@example.com>");
+        assert_eq!(header("<no-reply@example.com>").unwrap(), "no-reply@example.com");
+        assert_eq!(header("Café <a@example.com>").unwrap(), "=?UTF-8?B?Q2Fmw6k=?= <a@example.com>");
+        // A long non-ASCII name: several encoded words of at most 75 characters.
+        let long = format!("{} <a@example.com>", "é".repeat(40));
+        let h = header(&long).unwrap();
+        let words: Vec<&str> = h.trim_end_matches(" <a@example.com>").split(' ').collect();
+        assert_eq!(words.len(), 2, "{h}");
+        assert!(words.iter().all(|w| w.len() <= 75 && w.starts_with("=?UTF-8?B?") && w.ends_with("?=")), "{h}");
+        let s = crate::mail::Sender::parse("Pets <a.b+c@x.example.com>").unwrap();
+        assert_eq!((s.name.as_deref(), s.address.as_str()), (Some("Pets"), "a.b+c@x.example.com"));
+        for bad in [
+            "no-reply",
+            "no-reply@localhost",
+            "@example.com",
+            "a..b@example.com",
+            "a b@example.com",
+            "a@-example.com",
+            "a@example..com",
+            "Pets <a@example.com",
+            "Pets a@example.com>",
+            "\"Pets\" <a@example.com>",
+            "Pe\u{7}ts <a@example.com>",
+            "a@example.com, b@example.com",
+        ] {
+            assert!(header(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -574,6 +773,46 @@ mod tests {
             let err = load(&with((var, value)), Shape::Local).unwrap_err();
             assert_eq!(err.var, var, "{value}: {err}");
         }
+        // Recovery and mail settings; the SES ones with ISSUER_MAIL=ses.
+        let recovery: [(&str, &str); 12] = [
+            ("ISSUER_REQUIRE_VERIFIED_EMAIL", "maybe"),
+            ("ISSUER_VERIFY_TTL_SECS", "10"),
+            ("ISSUER_RESET_TTL_SECS", "0"),
+            ("ISSUER_RECOVERY_MAX_PER_CLIENT", "0"),
+            ("ISSUER_MAIL_MAX_PER_ADDRESS", "0"),
+            ("ISSUER_PRODUCT_NAME", "Pets\u{1b}[31m"),
+            ("ISSUER_PRODUCT_NAME", &"x".repeat(65)),
+            ("ISSUER_LINK_BASE", "http://example.com"),
+            ("ISSUER_LINK_BASE", "https://app.example.com/?a=1"),
+            ("ISSUER_MAIL", "smtp"),
+            ("ISSUER_MAIL_TIMEOUT_MS", "50"),
+            ("ISSUER_MAIL_TIMEOUT_MS", "soon"),
+        ];
+        for (var, value) in recovery {
+            let err = load(&[BASE[0], BASE[1], (var, value)], Shape::Local).unwrap_err();
+            assert_eq!(err.var, var, "{value}: {err}");
+        }
+        let ses = [
+            ("ISSUER_MAIL_FROM", "no-reply"),
+            ("ISSUER_MAIL_FROM", "Pets <no-reply@example.com"),
+            ("ISSUER_MAIL_FROM", "no-reply@localhost"),
+            ("ISSUER_SES_CONFIGURATION_SET", "bad set"),
+            ("SES_ENDPOINT", "127.0.0.1:5000"),
+            ("SES_ENDPOINT", "ftp://127.0.0.1:5000"),
+        ];
+        for (var, value) in ses {
+            let mut pairs = vec![BASE[0], BASE[1], ("ISSUER_MAIL", "ses"), (var, value)];
+            if var != "ISSUER_MAIL_FROM" {
+                pairs.push(("ISSUER_MAIL_FROM", "no-reply@example.com"));
+            }
+            let err = load(&pairs, Shape::Local).unwrap_err();
+            assert_eq!(err.var, var, "{value}: {err}");
+        }
+        let err = load(&with(("ISSUER_MAIL", "ses")), Shape::Local).unwrap_err();
+        assert_eq!(err.var, "ISSUER_MAIL_FROM", "{err}");
+        // The sender is not read (nor checked) when the outbox is chosen.
+        let c = load(&[BASE[0], BASE[1], ("ISSUER_MAIL_FROM", "not an address")], Shape::Local).unwrap();
+        assert_eq!(c.mail, MailTransportConfig::Outbox);
     }
 
     #[test]

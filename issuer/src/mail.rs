@@ -376,6 +376,363 @@ impl MailTransport for Outbox {
     }
 }
 
+/// A sender as configured (`ISSUER_MAIL_FROM`): `addr@example.com` or
+/// `Name <addr@example.com>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// The display name, if any.
+    pub name: Option<String>,
+    /// The bare address (what SES checks against the identity and IAM
+    /// against `ses:FromAddress`).
+    pub address: String,
+}
+
+impl Sender {
+    /// Parses `addr` or `Name <addr>`. The address is checked for shape
+    /// (ASCII local part and a domain of at least two labels), not for
+    /// existence; the name is 1 to 64 characters without control
+    /// characters, `"`, `\`, `<` or `>`.
+    ///
+    /// # Errors
+    /// What is wrong, without the value's surroundings.
+    pub fn parse(v: &str) -> Result<Self, String> {
+        let v = v.trim();
+        let (name, address) = match v.strip_suffix('>').and_then(|rest| rest.rsplit_once('<')) {
+            Some((name, addr)) => {
+                let name = name.trim();
+                if name.is_empty() {
+                    (None, addr.trim())
+                } else {
+                    let bad = name.chars().any(|c| c.is_control() || matches!(c, '"' | '\\' | '<' | '>'));
+                    if bad || name.chars().count() > 64 {
+                        return Err(format!(
+                            "{v:?}: the name must be 1 to 64 characters without control characters, \", \\, < or >"
+                        ));
+                    }
+                    (Some(name.to_owned()), addr.trim())
+                }
+            }
+            None if v.contains(['<', '>']) => return Err(format!("{v:?}: expected addr or `Name <addr>`")),
+            None => (None, v),
+        };
+        check_address(address).map_err(|m| format!("{v:?}: {m}"))?;
+        Ok(Sender { name, address: address.to_owned() })
+    }
+
+    /// The `From` value as sent: the bare address, or `Name <addr>` with the
+    /// name quoted when it holds RFC 5322 specials and RFC 2047-encoded
+    /// (UTF-8, base64, words of at most 75 characters) when it is not ASCII.
+    pub fn header(&self) -> String {
+        let Some(name) = &self.name else { return self.address.clone() };
+        let name = if !name.is_ascii() {
+            // 45 bytes of UTF-8 are 60 of base64: 72 with `=?UTF-8?B?` and `?=`.
+            let mut words: Vec<String> = Vec::new();
+            let mut chunk = String::new();
+            for c in name.chars() {
+                if chunk.len() + c.len_utf8() > 45 {
+                    words.push(std::mem::take(&mut chunk));
+                }
+                chunk.push(c);
+            }
+            words.push(chunk);
+            words
+                .iter()
+                .map(|w| {
+                    format!("=?UTF-8?B?{}?=", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, w))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else if name.contains(['(', ')', '[', ']', ':', ';', '@', ',', '.']) {
+            format!("\"{name}\"")
+        } else {
+            name.clone()
+        };
+        format!("{name} <{}>", self.address)
+    }
+}
+
+/// An address of the shape `local@domain.tld`: an ASCII dot-atom local part
+/// of up to 64 characters, and up to 253 characters of LDH labels.
+fn check_address(a: &str) -> Result<(), &'static str> {
+    let (local, domain) = a.rsplit_once('@').ok_or("expected an address (local@domain)")?;
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    let dot_atom = |s: &str| !s.is_empty() && s.split('.').all(|p| !p.is_empty() && p.bytes().all(atext));
+    if local.len() > 64 || !dot_atom(local) {
+        return Err("the part before @ is not a valid address");
+    }
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let labels: Vec<&str> = domain.split('.').collect();
+    if domain.len() > 253 || labels.len() < 2 || !labels.iter().all(|l| label(l)) {
+        return Err("the domain is not valid (e.g. example.com)");
+    }
+    Ok(())
+}
+
+/// Settings of the [`Ses`] transport. Field docs give defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SesConfig {
+    /// The `From` of every message, as sent (`ISSUER_MAIL_FROM`, see
+    /// [`Sender::header`]). Its address must belong to a verified identity.
+    pub from: String,
+    /// The configuration set of every message
+    /// (`ISSUER_SES_CONFIGURATION_SET`). Defaults to none.
+    pub configuration_set: Option<String>,
+    /// Endpoint override, e.g. moto (`SES_ENDPOINT`). Defaults to none: the
+    /// SDK's (regional, or `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// TCP connect timeout. Defaults to 1 s.
+    pub connect_timeout: std::time::Duration,
+    /// Timeout of one HTTP attempt. Defaults to 1.5 s.
+    pub attempt_timeout: std::time::Duration,
+    /// Timeout of one send, retries included (`ISSUER_MAIL_TIMEOUT_MS`).
+    /// Defaults to 3 s.
+    pub operation_timeout: std::time::Duration,
+    /// Attempts per send, the first included (throttling, 5xx, I/O and
+    /// timeouts are retried with jittered exponential backoff; a retry
+    /// after a lost answer may deliver a message twice). Defaults to 3.
+    pub max_attempts: u32,
+    /// First retry backoff (doubling, jittered). Defaults to 50 ms.
+    pub initial_backoff: std::time::Duration,
+    /// Largest retry backoff. Defaults to 1 s.
+    pub max_backoff: std::time::Duration,
+}
+
+impl SesConfig {
+    /// Default settings for sending as `from` (a [`Sender::header`]).
+    pub fn new(from: impl Into<String>) -> Self {
+        SesConfig {
+            from: from.into(),
+            configuration_set: None,
+            endpoint: None,
+            connect_timeout: std::time::Duration::from_secs(1),
+            attempt_timeout: std::time::Duration::from_millis(1500),
+            operation_timeout: std::time::Duration::from_secs(3),
+            max_attempts: 3,
+            initial_backoff: std::time::Duration::from_millis(50),
+            max_backoff: std::time::Duration::from_secs(1),
+        }
+    }
+
+    /// Bounds a whole send by `total`: each attempt gets half of it (so a
+    /// timed-out first attempt leaves room for a retry), the connect at most
+    /// 1 s of that.
+    #[must_use]
+    pub fn with_timeout(mut self, total: std::time::Duration) -> Self {
+        self.operation_timeout = total;
+        self.attempt_timeout = total / 2;
+        self.connect_timeout = self.attempt_timeout.min(std::time::Duration::from_secs(1));
+        self
+    }
+}
+
+/// Error codes of SES that mean "later", not "never": throttling and
+/// sending-quota limits.
+const SES_RETRY_LATER: &[&str] = &[
+    "TooManyRequestsException",
+    "LimitExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ServiceUnavailable",
+    "InternalFailure",
+];
+
+/// Amazon SES (API v2) `SendEmail`: one configured sender, simple content
+/// (subject, text and HTML bodies, UTF-8), an optional configuration set.
+/// Bounded by the timeouts and attempts of [`SesConfig`]. Cheap to clone.
+///
+/// Errors name the SES error code and HTTP status only, never the message
+/// (its body carries single-use tokens): a refused message (not verified,
+/// paused or suspended account, bad request) is [`MailError::Rejected`];
+/// throttling, quota, 5xx, timeouts and I/O are [`MailError::Unavailable`].
+#[derive(Debug, Clone)]
+pub struct Ses {
+    client: aws_sdk_sesv2::Client,
+    from: String,
+    configuration_set: Option<String>,
+}
+
+impl Ses {
+    /// An SES transport with the region and credentials of `sdk` and the
+    /// sender, timeouts, retries and endpoint of `config`.
+    pub fn new(sdk: &aws_config::SdkConfig, config: &SesConfig) -> Self {
+        use aws_sdk_sesv2::config::retry::RetryConfig;
+        use aws_sdk_sesv2::config::timeout::TimeoutConfig;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.connect_timeout)
+            .operation_attempt_timeout(config.attempt_timeout)
+            .operation_timeout(config.operation_timeout)
+            .build();
+        let retries = RetryConfig::standard()
+            .with_max_attempts(config.max_attempts.max(1))
+            .with_initial_backoff(config.initial_backoff)
+            .with_max_backoff(config.max_backoff);
+        let mut builder = aws_sdk_sesv2::config::Builder::from(sdk)
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .interceptor(crate::trace::TraceHeader);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Ses {
+            client: aws_sdk_sesv2::Client::from_conf(builder.build()),
+            from: config.from.clone(),
+            configuration_set: config.configuration_set.clone(),
+        }
+    }
+
+    async fn send_email(&self, msg: &Message) -> Result<(), MailError> {
+        use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message as SesMessage};
+        let utf8 = |data: &str| {
+            Content::builder()
+                .data(data)
+                .charset("UTF-8")
+                .build()
+                .map_err(|_| MailError::Rejected("SES SendEmail: the message could not be built".to_owned()))
+        };
+        let content = EmailContent::builder()
+            .simple(
+                SesMessage::builder()
+                    .subject(utf8(&msg.subject)?)
+                    .body(Body::builder().text(utf8(&msg.text)?).html(utf8(&msg.html)?).build())
+                    .build(),
+            )
+            .build();
+        self.client
+            .send_email()
+            .from_email_address(&self.from)
+            .destination(Destination::builder().to_addresses(&msg.to).build())
+            .content(content)
+            .set_configuration_set_name(self.configuration_set.clone())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| ses_error(msg.kind, &e))
+    }
+}
+
+/// Maps a failed `SendEmail` to [`MailError`]: the error code and status
+/// only (never the message, nor SES's text, which can quote addresses).
+fn ses_error(
+    kind: MessageKind,
+    err: &aws_sdk_sesv2::error::SdkError<
+        aws_sdk_sesv2::operation::send_email::SendEmailError,
+        aws_sdk_sesv2::config::http::HttpResponse,
+    >,
+) -> MailError {
+    use aws_sdk_sesv2::error::{ProvideErrorMetadata as _, SdkError};
+    let (what, later) = match err {
+        SdkError::TimeoutError(_) => ("timed out".to_owned(), true),
+        SdkError::DispatchFailure(d) if d.is_timeout() => ("timed out".to_owned(), true),
+        SdkError::DispatchFailure(d) if d.is_io() => ("connection failed".to_owned(), true),
+        SdkError::DispatchFailure(_) => ("request could not be sent".to_owned(), true),
+        SdkError::ResponseError(_) => ("unreadable response".to_owned(), true),
+        SdkError::ConstructionFailure(_) => ("request could not be built".to_owned(), true),
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("unknown error");
+            let status = se.raw().status().as_u16();
+            (format!("{code} (HTTP {status})"), status >= 500 || SES_RETRY_LATER.contains(&code))
+        }
+        _ => ("unknown failure".to_owned(), true),
+    };
+    tracing::warn!(kind = kind.name(), error = %what, refused = !later, "SES SendEmail failed");
+    let what = format!("SES SendEmail: {what}");
+    if later { MailError::Unavailable(what) } else { MailError::Rejected(what) }
+}
+
+impl MailTransport for Ses {
+    fn send<'a>(&'a self, msg: &'a Message) -> SendFuture<'a> {
+        Box::pin(self.send_email(msg))
+    }
+
+    fn name(&self) -> &'static str {
+        "ses"
+    }
+}
+
+/// The configured mail transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MailInitError {
+    /// The outbox directory could not be created.
+    #[error("mail outbox in {}: {error}", dir.display())]
+    Outbox {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// `ISSUER_MAIL=ses` without an AWS region to send from.
+    #[error("ISSUER_MAIL=ses: no AWS region is configured (set AWS_REGION)")]
+    NoRegion,
+    /// This entry point cannot build the configured transport (the
+    /// synchronous local app mails to the outbox only; `issuer serve` and
+    /// the Lambda build SES).
+    #[error(
+        "ISSUER_MAIL={0}: not available in the in-process local issuer (use ISSUER_MAIL=outbox, or `issuer serve`)"
+    )]
+    Unsupported(&'static str),
+}
+
+impl Mailer {
+    /// The mailer `cfg.mail` asks for: the [`Outbox`] in
+    /// `<data dir>/`[`crate::server::OUTBOX_DIR`], or [`Ses`] with the
+    /// region and credentials of `sdk` (loaded from the environment when
+    /// `None`). Logs which transport it built (never a secret).
+    ///
+    /// # Errors
+    /// [`MailInitError`]: the outbox directory cannot be created, or SES
+    /// has no region.
+    pub async fn from_config(
+        cfg: &crate::config::IssuerConfig,
+        sdk: Option<&aws_config::SdkConfig>,
+    ) -> Result<Mailer, MailInitError> {
+        let Some(ses) = cfg.ses_config() else { return Mailer::outbox_from_config(cfg) };
+        let loaded;
+        let sdk = match sdk {
+            Some(sdk) => sdk,
+            None => {
+                loaded = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                &loaded
+            }
+        };
+        let region = sdk.region().ok_or(MailInitError::NoRegion)?;
+        tracing::info!(
+            transport = "ses",
+            from = %ses.from,
+            region = %region,
+            configuration_set = ses.configuration_set.as_deref().unwrap_or(""),
+            endpoint = ses.endpoint.as_deref().unwrap_or(""),
+            timeout_ms = u64::try_from(ses.operation_timeout.as_millis()).unwrap_or(u64::MAX),
+            "mail transport ready"
+        );
+        Ok(Mailer::new(Ses::new(sdk, &ses)))
+    }
+
+    /// The [`Outbox`] mailer of `cfg` (`ISSUER_MAIL=outbox`), without I/O
+    /// beyond creating the directory: for callers that are not async.
+    ///
+    /// # Errors
+    /// [`MailInitError::Outbox`]; [`MailInitError::Unsupported`] when `cfg`
+    /// asks for SES (use [`Mailer::from_config`]).
+    pub fn outbox_from_config(cfg: &crate::config::IssuerConfig) -> Result<Mailer, MailInitError> {
+        if cfg.ses_config().is_some() {
+            return Err(MailInitError::Unsupported("ses"));
+        }
+        let dir = cfg.data_dir.join(crate::server::OUTBOX_DIR);
+        let outbox = Outbox::open(&dir).map_err(|error| MailInitError::Outbox { dir: dir.clone(), error })?;
+        tracing::info!(transport = "outbox", dir = %dir.display(), "mail transport ready");
+        Ok(Mailer::new(outbox))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

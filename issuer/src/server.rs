@@ -27,7 +27,7 @@ use crate::attempts::ClientAddr;
 use crate::config::IssuerConfig;
 use crate::error::ApiError;
 use crate::keys::KeyRing;
-use crate::mail::{Mailer, Outbox};
+use crate::mail::Mailer;
 use crate::store::Store;
 use crate::store::sqlite::SqliteStore;
 use crate::wire::{MAX_BODY_BYTES, Request, Response};
@@ -121,13 +121,14 @@ pub const OUTBOX_DIR: &str = "outbox";
 /// backend; the Lambda bootstrap picks DynamoDB.
 ///
 /// # Errors
-/// [`InitError`] naming what failed.
+/// [`InitError`] naming what failed; `ISSUER_MAIL=ses` is refused here
+/// (this function is synchronous and SES needs the AWS SDK's
+/// configuration: `issuer serve` builds it with [`Mailer::from_config`]).
 pub fn local_app(cfg: IssuerConfig) -> Result<App<SqliteStore>, InitError> {
     let store = SqliteStore::open_in_dir(&cfg.data_dir, &cfg.sqlite_options())?;
     let keys = KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg)?;
-    let outbox = Outbox::open(&cfg.data_dir.join(OUTBOX_DIR))
-        .map_err(|e| InitError::Setup(format!("mail outbox in {}: {e}", cfg.data_dir.display())))?;
-    Ok(App::new(cfg, store, keys)?.with_mailer(Mailer::new(outbox)))
+    let mailer = Mailer::outbox_from_config(&cfg).map_err(|e| InitError::Setup(e.to_string()))?;
+    Ok(App::new(cfg, store, keys)?.with_mailer(mailer))
 }
 
 async fn handle<S: Store>(

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use issuer::config::{IssuerConfig, Shape, StoreKind};
+use issuer::mail::Mailer;
 use issuer::server::{ServerOptions, serve_with, shutdown_signal};
 use issuer::store::Store;
 use issuer::store::dynamo::DynamoStore;
@@ -104,7 +105,9 @@ async fn run(cfg: IssuerConfig) -> Result<(), String> {
             let store = SqliteStore::open_in_dir(&cfg.data_dir, &opts).map_err(|e| format!("store: {e}"))?;
             spawn_purge(store.clone());
             let keys = KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg).map_err(|e| e.to_string())?;
-            serve_app(cfg, store, keys).await
+            // The outbox by default; SES (ISSUER_MAIL=ses) loads the SDK's configuration.
+            let mailer = Mailer::from_config(&cfg, None).await.map_err(|e| format!("mail: {e}"))?;
+            serve_app(cfg, store, keys, mailer).await
         }
         StoreKind::DynamoDb => {
             let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -117,18 +120,16 @@ async fn run(cfg: IssuerConfig) -> Result<(), String> {
                 None => KeyRing::load_or_create_local(&cfg.data_dir, cfg.signing_alg),
             }
             .map_err(|e| e.to_string())?;
-            serve_app(cfg, store, keys).await
+            let mailer = Mailer::from_config(&cfg, Some(&sdk)).await.map_err(|e| format!("mail: {e}"))?;
+            serve_app(cfg, store, keys, mailer).await
         }
     }
 }
 
-async fn serve_app<S: Store>(cfg: IssuerConfig, store: S, keys: KeyRing) -> Result<(), String> {
+async fn serve_app<S: Store>(cfg: IssuerConfig, store: S, keys: KeyRing, mailer: Mailer) -> Result<(), String> {
     let opts = ServerOptions::from_config(&cfg);
     let listen = cfg.listen;
-    let outbox = issuer::mail::Outbox::open(&cfg.data_dir.join(issuer::server::OUTBOX_DIR))
-        .map_err(|e| format!("mail outbox in {}: {e}", cfg.data_dir.display()))?;
-    let app = App::new(cfg, store, keys).map_err(|e| e.to_string())?;
-    let app = Arc::new(app.with_mailer(issuer::mail::Mailer::new(outbox)));
+    let app = Arc::new(App::new(cfg, store, keys).map_err(|e| e.to_string())?.with_mailer(mailer));
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("ISSUER_LISTEN: cannot bind {listen}: {e}"))?;
     let shutdown = shutdown_signal();

@@ -275,6 +275,9 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
             ("ISSUER_REFRESH_TABLE", dynamo.refresh_table.as_str()),
             ("ISSUER_REVOCATIONS_TABLE", dynamo.revocations_table.as_str()),
             ("ISSUER_SIGNING_KEY_SECRET_ARN", arn.as_str()),
+            // Mail goes through SES on Lambda: moto's, beside DynamoDB.
+            ("ISSUER_MAIL_FROM", "no-reply@example.com"),
+            ("SES_ENDPOINT", endpoint.as_str()),
             ("ISSUER_COOKIE_PATH_PREFIX", "/prod"),
             ("ISSUER_REQUIRE_VERIFIED_EMAIL", "false"),
             ("AWS_LAMBDA_FUNCTION_NAME", "issuer"),
