@@ -43,7 +43,7 @@
 //! | `ISSUER_RECOVERY_MAX_PER_CLIENT` | 20 | sign-ups, reset requests, verifications and resets from one client address (IPv6: /64) per recovery window |
 //! | `ISSUER_MAIL_MAX_PER_ADDRESS` | 5 | messages sent to one email address (sign-up and reset requests) per recovery window |
 //! | `ISSUER_RECOVERY_WINDOW_SECS` | 3600 | window of the two counters above |
-//! | `ISSUER_PRODUCT_NAME` | `your account` | product name in messages |
+//! | `ISSUER_PRODUCT_NAME` | the host of `ISSUER_URL` | product name in messages (1 to 64 characters) |
 //! | `ISSUER_LINK_BASE` | `ISSUER_URL` | base URL of the pages that mail links open (`/verify-email`, `/reset-password`) |
 //! | `ISSUER_MAIL` | `outbox` (local), `ses` (Lambda) | mail transport: `outbox` (JSON files in `<data dir>/outbox`) or `ses` (Amazon SES v2) |
 //! | `ISSUER_MAIL_FROM` | required with `ses` | sender: `addr@example.com` or `Name <addr@example.com>`; the address must belong to a verified SES identity |
@@ -380,7 +380,12 @@ impl IssuerConfig {
         let mut cfg = cfg;
         cfg.branding = crate::mail::Branding {
             product: match s.get("ISSUER_PRODUCT_NAME") {
-                None => "your account".to_owned(),
+                None => cfg
+                    .issuer_url
+                    .parse::<http::Uri>()
+                    .ok()
+                    .and_then(|u| u.host().map(str::to_owned))
+                    .unwrap_or_else(|| "the service".to_owned()),
                 Some(p) if !p.trim().is_empty() && p.chars().count() <= 64 && !p.chars().any(char::is_control) => {
                     p.trim().to_owned()
                 }
@@ -655,7 +660,7 @@ mod tests {
         assert_eq!(c.verify_ttl_secs, 86_400);
         assert_eq!(c.reset_ttl_secs, 900);
         assert_eq!(c.recovery_limits, RecoveryLimits { per_client: 20, mail_per_address: 5, window_secs: 3600 });
-        assert_eq!(c.branding.product, "your account");
+        assert_eq!(c.branding.product, "auth.example.com");
         assert_eq!(c.branding.link_base, "https://auth.example.com");
         assert_eq!(c.mail, MailTransportConfig::Outbox);
         assert_eq!(c.ses_config(), None);

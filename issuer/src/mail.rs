@@ -132,7 +132,19 @@ pub fn compose(kind: MessageKind, to: &str, branding: &Branding, token: Option<&
         ),
     };
     let text = lines.join("\n\n");
-    let html = lines.iter().map(|l| format!("<p>{}</p>", html_escape::encode_safe(l))).collect::<Vec<_>>().join("\n");
+    let html = lines
+        .iter()
+        .map(|l| match &link {
+            // The link line is a link: its URL (base from configuration,
+            // token URL-encoded) escaped for an attribute and for text.
+            Some(url) if l == url => {
+                let url = html_escape::encode_double_quoted_attribute(url);
+                format!("<p><a href=\"{url}\">{url}</a></p>")
+            }
+            _ => format!("<p>{}</p>", html_escape::encode_safe(l)),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     Message { to: to.to_owned(), kind, subject, text, html }
 }
 
@@ -749,6 +761,7 @@ mod tests {
         assert!(!format!("{m:?}").contains("token"));
         let r = compose(MessageKind::PasswordReset, "a@example.com", &brand(), Some("t"));
         assert!(r.text.contains("/reset-password?token=t"));
+        assert!(r.html.contains(r#"<a href="https://app.example.com/reset-password?token=t">"#), "{}", r.html);
         let n = compose(MessageKind::SignupAttempt, "a@example.com", &brand(), Some("t"));
         assert!(!n.text.contains("token"), "a notice carries no link");
     }

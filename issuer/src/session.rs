@@ -129,14 +129,14 @@ pub struct RecoveryRules {
 }
 
 impl Default for RecoveryRules {
-    /// The configuration's defaults, with links to `https://localhost`.
+    /// The configuration's defaults, for an issuer at `https://localhost`.
     fn default() -> Self {
         RecoveryRules {
             require_verified_email: true,
             verify_ttl_secs: 86_400,
             reset_ttl_secs: 900,
             limits: RecoveryLimits::default(),
-            branding: Branding { product: "your account".into(), link_base: "https://localhost".into() },
+            branding: Branding { product: "localhost".into(), link_base: "https://localhost".into() },
         }
     }
 }

@@ -172,6 +172,14 @@ def main():
         "options": "OPTIONS /prod/refresh\norigin: https://app.example.com\n\n",
         "wrong-method": "GET /login\n\n",
         "not-found": "POST /prod/admin\n\n",
+        "verify-email": 'POST /prod/verify-email\ncontent-type: application/json\n\n{"token":"' + "A" * 43 + '"}',
+        "verify-email-array": 'POST /verify-email\ncontent-type: application/json\n\n["' + "A" * 43 + '"]',
+        "forgot": 'POST /password/forgot\ncontent-type: application/json\n\n{"email":"Ada@Example.com"}',
+        "reset": 'POST /prod/password/reset\ncontent-type: application/json\n\n{"token":"AAAAAAAAAAAAAAAAAAAAAA.'
+        + "A" * 43 + '","password":"purple elephant umbrella"}',
+        "reset-control": 'POST /password/reset\ncontent-type: application/json\n\n{"token":"a\\u0000b","password":"x"}',
+        "change": f"POST /password/change\nauthorization: Bearer {ed}\ncontent-type: application/json\n\n"
+        + '{"current_password":"correct horse battery","new_password":"purple elephant umbrella"}',
     }
     for name, text in reqs.items():
         write(t, name, text)

@@ -201,7 +201,9 @@ fn check_response(status: u16, headers: &HeaderMap, body: &[u8], head: bool) {
             let mut d = d.borrow_mut();
             let seen = d.entry(code.to_owned()).or_default();
             seen.insert(description);
-            assert!(seen.len() <= 8, "error {code} has input-dependent descriptions: {seen:?}");
+            // invalid_request has the most: one per body shape and rule (about
+            // 25); input-dependent text would pass that in a few inputs.
+            assert!(seen.len() <= 32, "error {code} has input-dependent descriptions: {seen:?}");
         });
     }
 }

@@ -55,6 +55,42 @@ async fn create_secret(endpoint: &str, name: &str, value: &str) -> String {
     body["ARN"].as_str().unwrap().to_owned()
 }
 
+/// Creates a verified email identity in moto's SES v2 (its REST protocol;
+/// moto does not check signatures, and counts new identities as verified).
+async fn create_email_identity(endpoint: &str, address: &str) {
+    let resp = reqwest::Client::new()
+        .post(format!("{endpoint}/v2/email/identities"))
+        .header("content-type", "application/json")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ses/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body(json!({ "EmailIdentity": address }).to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("SES at {endpoint}: {e}"));
+    assert!(resp.status().is_success(), "CreateEmailIdentity: {}", resp.status());
+}
+
+/// The token of the newest link to `to` that moto's SES recorded (moto keeps
+/// the HTML body: the link's `href`).
+async fn ses_token(endpoint: &str, to: &str) -> String {
+    let data: Value = reqwest::get(format!("{endpoint}/moto-api/data.json")).await.unwrap().json().await.unwrap();
+    let all = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
+    let body = all
+        .iter()
+        .rev()
+        .filter(|m| {
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case(to))))
+        })
+        .find_map(|m| m["body"].as_str().filter(|b| b.contains("token=")).map(str::to_owned))
+        .unwrap_or_else(|| panic!("no message with a link to {to} in moto's SES"));
+    let after = body.split_once("token=").unwrap().1;
+    after.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '%')).collect()
+}
+
 /// The key ring secret: a previous, an active and a next key.
 fn key_ring() -> (String, [SigningKey; 3]) {
     let keys = [
@@ -180,7 +216,7 @@ fn refresh_cookie(a: &Answer) -> String {
 
 /// One flow over one event kind: register, login, refresh, logout.
 /// Runs the flow; returns every secret the client saw (tokens, cookies).
-async fn flow(rt: &RuntimeApi, verifier: &Verifier, v2: bool, keys: &[SigningKey; 3]) -> Vec<String> {
+async fn flow(rt: &RuntimeApi, verifier: &Verifier, v2: bool, keys: &[SigningKey; 3], ses: &str) -> Vec<String> {
     let email = format!("{}@example.com", unique(if v2 { "v2" } else { "v1" }));
     let creds = json!({"email": email, "password": PASSWORD}).to_string();
     let ct = [("Content-Type", "application/json")];
@@ -200,6 +236,11 @@ async fn flow(rt: &RuntimeApi, verifier: &Verifier, v2: bool, keys: &[SigningKey
 
     let first = call(rt, event("POST", "/register", &ct, None, Some(&creds))).await;
     assert_eq!(first.status, 202, "{kind} register: {first:?}");
+    // The verification link went through SES (moto's).
+    let token = ses_token(ses, &email).await;
+    let verify = json!({ "token": token }).to_string();
+    let a = call(rt, event("POST", "/verify-email", &ct, None, Some(&verify))).await;
+    assert_eq!(a.status, 200, "{kind} verify: {a:?}");
     let a = call(rt, event("POST", "/register", &ct, None, Some(&creds))).await;
     assert_eq!((a.status, &a.body), (202, &first.body), "{kind} register twice: the same answer {a:?}");
 
@@ -257,6 +298,7 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
     DynamoStore::new(&sdk, &dynamo).create_tables().await.expect("create the tables in moto");
     let (secret, keys) = key_ring();
     let arn = create_secret(&endpoint, &prefix, &secret).await;
+    create_email_identity(&endpoint, "no-reply@example.com").await;
 
     let probe = SetenvProbe::build("issuer-lambda");
     let rt = RuntimeApi::start().await;
@@ -279,7 +321,6 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
             ("ISSUER_MAIL_FROM", "no-reply@example.com"),
             ("SES_ENDPOINT", endpoint.as_str()),
             ("ISSUER_COOKIE_PATH_PREFIX", "/prod"),
-            ("ISSUER_REQUIRE_VERIFIED_EMAIL", "false"),
             ("AWS_LAMBDA_FUNCTION_NAME", "issuer"),
             // The most verbose level: nothing secret may be logged even here.
             ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
@@ -300,8 +341,8 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
 
     let verifier = Verifier::new(&VerifierConfig::for_issuer(ISS, vec!["api".into()], None)).unwrap();
     verifier.install_jwks(ISS, &serde_json::to_vec(&jwks.body).unwrap()).unwrap();
-    let mut secrets = flow(&rt, &verifier, false, &keys).await;
-    secrets.extend(flow(&rt, &verifier, true, &keys).await);
+    let mut secrets = flow(&rt, &verifier, false, &keys, &endpoint).await;
+    secrets.extend(flow(&rt, &verifier, true, &keys, &endpoint).await);
 
     // The login attempt counters count API Gateway's source address, never
     // a header a client can send: five wrong passwords from one address
@@ -320,6 +361,8 @@ async fn issuer_lambda_serves_rest_and_http_api_events_on_dynamodb_with_keys_fro
         };
         let a = call(&rt, rest("POST", "/register", &h, Some(&body(PASSWORD)))).await;
         assert_eq!(a.status, 202, "{a:?}");
+        let verify = json!({ "token": ses_token(&endpoint, &email).await }).to_string();
+        assert_eq!(call(&rt, rest("POST", "/verify-email", &h, Some(&verify))).await.status, 200);
         for _ in 0..5 {
             assert_eq!(call(&rt, login("not the password", "203.0.113.5")).await.status, 401);
         }
