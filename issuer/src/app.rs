@@ -412,8 +412,8 @@ impl<S: Store> App<S> {
 
     #[instrument(skip_all)]
     async fn change_password(&self, req: &Request) -> Result<Response, ApiError> {
-        let token = bearer_token(&req.headers)?;
         self.check_json_post(req)?;
+        let token = bearer_token(&req.headers)?;
         let (current, new) = validate::change_body(&req.body)?;
         let issued = self.sessions.change_password(token, current, new, Self::client(req), self.now()).await?;
         self.token_response(&issued)

@@ -20,7 +20,7 @@ use issuer::App;
 use issuer::config::{IssuerConfig, Shape};
 use issuer::server::{ServerOptions, serve_with};
 use issuer::store::sqlite::SqliteStore;
-use serde_json::Value;
+use serde_json::{Value, json};
 use token_core::Settings;
 use tokio::sync::oneshot;
 
@@ -200,6 +200,21 @@ impl Server {
         let req = http::Request::post(format!("{}/login", self.base))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = client.request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        Resp { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes() }
+    }
+
+    /// A JSON POST from another loopback address (the socket peer the
+    /// issuer sees).
+    async fn post_from(&self, local: [u8; 4], path: &str, body: &str) -> Resp {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(std::net::Ipv4Addr::from(local).into()));
+        let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+        let req = http::Request::post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
             .unwrap();
         let resp = client.request(req).await.unwrap();
         let (parts, body) = resp.into_parts();
@@ -1023,5 +1038,133 @@ mod limits {
         assert_eq!(in_flight.await.unwrap().unwrap(), StatusCode::OK);
         let addr = base.trim_start_matches("http://");
         assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+    }
+}
+
+mod recovery {
+    use super::*;
+
+    #[tokio::test]
+    async fn recovery_routes_refuse_bad_bodies_before_any_work() {
+        let dir = TempDir::new("recovery-bodies");
+        let s = start(&dir.0, &[]).await;
+        for path in ["/verify-email", "/password/forgot", "/password/reset"] {
+            let r = s.send(Method::POST, path, &[("content-type", "text/plain")], "{}").await;
+            assert_eq!((r.status, r.error().as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"));
+            for bad in ["", "[]", "null", "{\"extra\":1}", "not json"] {
+                let r = s.post_json(path, bad).await;
+                assert_eq!(
+                    (r.status, r.error().as_str()),
+                    (StatusCode::BAD_REQUEST, "invalid_request"),
+                    "{path} {bad}"
+                );
+            }
+            let r = s.send(Method::GET, path, &[], "").await;
+            assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+        }
+        let token = "A".repeat(43);
+        for (path, body, code) in [
+            ("/verify-email", json!({"token": ""}), "invalid_link"),
+            ("/verify-email", json!({"token": "x".repeat(500)}), "invalid_link"),
+            ("/verify-email", json!({ "token": token }), "invalid_link"),
+            ("/password/forgot", json!({"email": "not an address"}), "invalid_email"),
+            ("/password/reset", json!({"token": token, "password": "short"}), "invalid_password"),
+            ("/password/reset", json!({"token": format!("nobody.{token}"), "password": PASSWORD}), "invalid_link"),
+        ] {
+            let r = s.post_json(path, &body.to_string()).await;
+            assert_eq!((r.status, r.error().as_str()), (StatusCode::BAD_REQUEST, code), "{path} {body}");
+            assert!(!String::from_utf8_lossy(&r.body).contains(&token), "{path}: echoed");
+        }
+        let change = json!({"current_password": PASSWORD, "new_password": "purple elephant umbrella"}).to_string();
+        let r = s.post_json("/password/change", &change).await;
+        assert_eq!((r.status, r.header("www-authenticate")), (StatusCode::UNAUTHORIZED, Some("Bearer")));
+        assert_eq!(s.count("SELECT count(*) FROM users"), 0);
+        assert!(s.mail_to("not an address").await.is_empty());
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn the_recovery_limit_answers_429_and_other_clients_get_through() {
+        let dir = TempDir::new("recovery-limit");
+        let s = start(&dir.0, &[("ISSUER_RECOVERY_MAX_PER_CLIENT", "3")]).await;
+        for i in 0..3 {
+            let r = s.post_json("/password/forgot", &json!({"email": format!("u{i}@example.com")}).to_string()).await;
+            assert_eq!(r.status, StatusCode::ACCEPTED);
+        }
+        let refused = s.post_json("/password/forgot", &json!({"email": "u9@example.com"}).to_string()).await;
+        assert_eq!((refused.status, refused.error().as_str()), (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"));
+        let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=3600).contains(&retry), "{retry}");
+        assert!(s.mail_to("u9@example.com").await.is_empty(), "refused: nothing mailed");
+        // The same client is refused on sign-up too; another client is not.
+        let r = s.register_only("v@example.com", PASSWORD).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        let body = json!({"email": "u9@example.com"}).to_string();
+        assert_eq!(s.post_from([127, 0, 0, 2], "/password/forgot", &body).await.status, StatusCode::ACCEPTED);
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn reset_clears_the_cookies_and_change_sets_new_ones() {
+        let dir = TempDir::new("recovery-http");
+        let s = start(&dir.0, &[]).await;
+        let old = s.session("gil@example.com").await;
+        let r = s.post_json("/password/forgot", &json!({"email": "gil@example.com"}).to_string()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        let token = s.mailed_token("gil@example.com", "password_reset").await.unwrap();
+        let new_pw = "purple elephant umbrella";
+        let r = s.post_json("/password/reset", &json!({"token": token, "password": new_pw}).to_string()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        let cleared = r.set_cookies();
+        assert_eq!(cleared.len(), 2, "{cleared:?}");
+        assert!(cleared.iter().all(|c| c.contains("Max-Age=0")), "{cleared:?}");
+        assert_eq!(s.refresh(&old.refresh_cookie()).await.status, StatusCode::UNAUTHORIZED);
+        let again = s.post_json("/password/reset", &json!({"token": token, "password": new_pw}).to_string()).await;
+        assert_eq!((again.status, again.error().as_str()), (StatusCode::BAD_REQUEST, "invalid_link"));
+
+        let session = s.login("gil@example.com", new_pw).await;
+        assert_eq!(session.status, StatusCode::OK);
+        let bearer = format!("Bearer {}", session.access_token());
+        let body = |current: &str| json!({"current_password": current, "new_password": PASSWORD}).to_string();
+        let headers = [("content-type", "application/json"), ("authorization", bearer.as_str())];
+        let wrong = s.send(Method::POST, "/password/change", &headers, &body("wrong password!")).await;
+        assert_eq!((wrong.status, wrong.error().as_str()), (StatusCode::FORBIDDEN, "invalid_current_password"));
+        let changed = s.send(Method::POST, "/password/change", &headers, &body(new_pw)).await;
+        assert_eq!(changed.status, StatusCode::OK);
+        assert_eq!(changed.json()["token_type"], "Bearer");
+        let fresh = changed.refresh_cookie();
+        assert_eq!(s.refresh(&session.refresh_cookie()).await.status, StatusCode::UNAUTHORIZED, "the old session");
+        assert_eq!(s.refresh(&fresh).await.status, StatusCode::OK, "the new session");
+        let kinds: Vec<String> = s.mail_to("gil@example.com").await.into_iter().map(|m| m.kind).collect();
+        assert_eq!(kinds[..2], ["password_changed".to_owned(), "password_changed".to_owned()]);
+        s.stop().await;
+    }
+
+    #[tokio::test]
+    async fn recovery_routes_answer_cors_preflights_for_allowed_origins() {
+        let dir = TempDir::new("recovery-cors");
+        let s = start(&dir.0, &[]).await;
+        for path in ["/verify-email", "/password/forgot", "/password/reset", "/password/change"] {
+            let h = [("origin", "https://app.example.com"), ("access-control-request-method", "POST")];
+            let r = s.send(Method::OPTIONS, path, &h, "").await;
+            assert_eq!(r.status, StatusCode::NO_CONTENT, "{path}");
+            assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"), "{path}");
+            assert!(r.header("access-control-allow-headers").unwrap().contains("authorization"), "{path}");
+            let evil = [("origin", "https://evil.example"), ("access-control-request-method", "POST")];
+            let r = s.send(Method::OPTIONS, path, &evil, "").await;
+            assert_eq!(r.header("access-control-allow-origin"), None, "{path}");
+            // A cross-site POST from a foreign origin is refused.
+            let r = s
+                .send(
+                    Method::POST,
+                    path,
+                    &[("origin", "https://evil.example"), ("content-type", "application/json")],
+                    "{}",
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+        }
+        s.stop().await;
     }
 }

@@ -909,11 +909,7 @@ async fn dynamo_checks(store: &issuer::store::dynamo::DynamoStore, ledger: &Ledg
     not_one_head += families.keys().filter(|id| !by_family.contains_key(*id)).count() as u64;
     let token_set: HashSet<&str> = tokens.iter().map(|(h, _)| h.as_str()).collect();
     let stored_emails: HashSet<String> = user_items.values().filter_map(|it| s_attr(it, "email")).collect();
-    let lost_users = ledger
-        .users
-        .iter()
-        .filter(|u| !stored_emails.contains(u.email.as_str()))
-        .count() as u64;
+    let lost_users = ledger.users.iter().filter(|u| !stored_emails.contains(u.email.as_str())).count() as u64;
     let lost_tokens = ledger.tokens.iter().filter(|h| !token_set.contains(h.as_str())).count() as u64;
     c.seen.push(("users", user_items.len() as u64));
     c.seen.push(("email_markers", markers.len() as u64));
