@@ -200,6 +200,18 @@ impl AttemptKeys {
         }
         counters
     }
+
+    /// The counter of password resets of one account (the normalised
+    /// `email`), taken once a reset link checks out: at most
+    /// `limits.mail_per_address` resets of an account per window, whoever
+    /// holds its links.
+    pub fn reset_counter(&self, limits: &crate::config::RecoveryLimits, email: &str) -> AttemptCounter {
+        AttemptCounter {
+            key: self.tag(&[b"reset-account", email.as_bytes()]),
+            limit: limits.mail_per_address,
+            window_secs: limits.window_secs,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -247,6 +259,9 @@ mod tests {
         assert_eq!(a[RECOVERY_MAIL].key, b[RECOVERY_MAIL].key, "the recipient counter spans clients");
         assert_ne!(a[RECOVERY_CLIENT].key, b[RECOVERY_CLIENT].key);
         assert_eq!(keys.recovery_counters(&limits, &addr("192.0.2.1"), None), a[..1].to_vec());
+        let reset = keys.reset_counter(&limits, "alice@example.com");
+        assert!(a.iter().all(|c| c.key != reset.key), "a label of its own");
+        assert_eq!((reset.limit, reset.window_secs), (5, 3600));
     }
 
     #[test]

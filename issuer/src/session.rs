@@ -43,7 +43,7 @@ use token_core::revocation::FeedPage;
 use token_core::{AccessClaims, Audience, Verifier, VerifierConfig};
 use tracing::{debug, info, warn};
 
-use crate::attempts::{ACCOUNT_ADDRESS, ADDRESS, AttemptKeys, AttemptPolicy, ClientAddr, RECOVERY_CLIENT};
+use crate::attempts::{ACCOUNT_ADDRESS, ADDRESS, AttemptKeys, AttemptPolicy, ClientAddr};
 use crate::config::{IssuerConfig, RecoveryLimits};
 use crate::keys::KeyRing;
 use crate::mail::{Branding, MailError, Mailer, MessageKind, NoMail, compose};
@@ -55,6 +55,10 @@ use crate::store::{
 };
 use crate::tokens::{RandomError, hash_refresh_token, looks_like_refresh_token, new_refresh_token, random_id};
 use crate::validate::password_strength;
+
+/// The kinds of [`AttemptKeys::recovery_counters`], by index
+/// ([`crate::attempts::RECOVERY_CLIENT`], [`crate::attempts::RECOVERY_MAIL`]).
+const RECOVERY_LABELS: [&str; 2] = ["client", "recipient"];
 
 /// What a revocation event adds to the access-token lifetime before it can
 /// be dropped: the verifiers' clock leeway (60 s by default) with room to
@@ -379,7 +383,7 @@ impl<S: Store> Sessions<S> {
     pub async fn register(&self, creds: Credentials, addr: ClientAddr, now: u64) -> Result<Registration, SessionError> {
         let recovery = &self.rules.recovery;
         let counters = self.attempt_keys.recovery_counters(&recovery.limits, &addr, Some(&creds.email));
-        self.take_recovery(&counters, "register", now).await?;
+        self.take_recovery(&counters, &RECOVERY_LABELS, "register", now).await?;
         let password_hash = self.hasher.hash(creds.password).await?;
         if !recovery.require_verified_email {
             let user = NewUser {
@@ -440,7 +444,7 @@ impl<S: Store> Sessions<S> {
     /// alike; [`SessionError::TooManyRequests`]; a store failure.
     pub async fn verify_email(&self, token: &str, addr: ClientAddr, now: u64) -> Result<String, SessionError> {
         let counters = self.attempt_keys.recovery_counters(&self.rules.recovery.limits, &addr, None);
-        self.take_recovery(&counters, "verify_email", now).await?;
+        self.take_recovery(&counters, &RECOVERY_LABELS, "verify_email", now).await?;
         if !looks_like_refresh_token(token) {
             return Err(SessionError::InvalidLink);
         }
@@ -469,7 +473,7 @@ impl<S: Store> Sessions<S> {
     pub async fn forgot_password(&self, email: &str, addr: ClientAddr, now: u64) -> Result<(), SessionError> {
         let recovery = &self.rules.recovery;
         let counters = self.attempt_keys.recovery_counters(&recovery.limits, &addr, Some(email));
-        self.take_recovery(&counters, "forgot_password", now).await?;
+        self.take_recovery(&counters, &RECOVERY_LABELS, "forgot_password", now).await?;
         let Some(user) = self.store.find_user_by_email(email).await? else {
             self.send(MessageKind::ResetUnknownAddress, email, None).await?;
             info!(target: "audit", event = "password_reset_requested", known = false, "password reset requested");
@@ -509,7 +513,7 @@ impl<S: Store> Sessions<S> {
         now: u64,
     ) -> Result<(), SessionError> {
         let counters = self.attempt_keys.recovery_counters(&self.rules.recovery.limits, &addr, None);
-        self.take_recovery(&counters, "reset_password", now).await?;
+        self.take_recovery(&counters, &RECOVERY_LABELS, "reset_password", now).await?;
         let (user_id, secret) = token.split_once('.').ok_or(SessionError::InvalidLink)?;
         if !looks_like_refresh_token(secret) || user_id.is_empty() || user_id.len() > 64 {
             return Err(SessionError::InvalidLink);
@@ -525,6 +529,10 @@ impl<S: Store> Sessions<S> {
         }
         let user = self.store.get_user(user_id).await?.ok_or(SessionError::InvalidLink)?;
         password_strength(&new_password, &user.email).map_err(|w| SessionError::WeakPassword(w.reason()))?;
+        // Per account too: resets of one account are bounded whoever holds
+        // its links, before any hashing.
+        let account = self.attempt_keys.reset_counter(&self.rules.recovery.limits, &user.email);
+        self.take_recovery(std::slice::from_ref(&account), &["account"], "reset_password", now).await?;
         let new_hash = self.hasher.hash(new_password).await?;
         let change = PasswordChange {
             user_id: user.user_id.clone(),
@@ -613,15 +621,18 @@ impl<S: Store> Sessions<S> {
         Ok(issued)
     }
 
-    /// Takes an attempt from the recovery `counters`.
+    /// Takes an attempt from the recovery `counters`, whose kinds (for the
+    /// audit line) are `labels`, in the same order.
     async fn take_recovery(
         &self,
         counters: &[AttemptCounter],
+        labels: &[&'static str],
         route: &'static str,
         now: u64,
     ) -> Result<(), SessionError> {
         if let AttemptOutcome::Refused { retry_after, at_limit } = self.store.take_attempt(counters, now).await? {
-            let limit = if at_limit & (1 << RECOVERY_CLIENT) != 0 { "client" } else { "recipient" };
+            let limit =
+                labels.iter().enumerate().find(|(i, _)| at_limit & (1 << i) != 0).map_or("unknown", |(_, l)| *l);
             info!(target: "audit", event = "recovery_refused", route, limit, retry_after, "request refused: too many requests");
             return Err(SessionError::TooManyRequests { retry_after });
         }

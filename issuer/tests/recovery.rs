@@ -403,7 +403,10 @@ async fn bad_reset_tokens_are_refused_alike_before_hashing() {
 /// 20 resets with one token at once: exactly one sets its password.
 #[tokio::test]
 async fn racing_resets_with_one_token_one_wins() {
-    let f = sqlite("race-reset", recovery());
+    // Room for all 20 in the per-account reset limit: the race is the
+    // store's to settle.
+    let limits = RecoveryLimits { mail_per_address: 100, ..RecoveryLimits::default() };
+    let f = sqlite("race-reset", RecoveryRules { limits, ..recovery() });
     f.account("ada@example.com", PW).await;
     f.s.forgot_password("ada@example.com", here(), T0).await.unwrap();
     let token = f.mail.token("ada@example.com", MessageKind::PasswordReset);
@@ -526,3 +529,38 @@ async fn recovery_limits_hold_under_a_burst<S: Store>(f: Fx<S>) {
     f.s.forgot_password("victim@example.com", addr("203.0.113.1"), T0 + 3600).await.unwrap();
 }
 both_stores!(limits, recovery_limits_hold_under_a_burst);
+
+/// A reset link made directly in the store (past the reset-request limit).
+async fn direct_link<S: Store>(f: &Fx<S>, user_id: &str, created_at: u64) -> String {
+    let secret = issuer::tokens::new_refresh_token().unwrap();
+    let reset = issuer::store::ResetToken {
+        user_id: user_id.to_owned(),
+        token_hash: issuer::tokens::hash_refresh_token(&secret),
+        created_at,
+        expires_at: created_at + 900,
+    };
+    f.s.store().put_reset(&reset).await.unwrap();
+    format!("{user_id}.{secret}")
+}
+
+/// Resets of one account are bounded per window whoever holds its links,
+/// and refused before hashing.
+#[tokio::test]
+async fn resets_of_one_account_are_bounded() {
+    let f = sqlite("reset-bound", recovery());
+    let user_id = f.account("ada@example.com", PW).await;
+    let per_account = RecoveryLimits::default().mail_per_address;
+    for n in 0..per_account {
+        let token = direct_link(&f, &user_id, T0).await;
+        let pw = format!("new passphrase number {n}");
+        f.s.reset_password(&token, pw, addr(&format!("198.51.100.{n}")), T0 + 10).await.unwrap();
+    }
+    let token = direct_link(&f, &user_id, T0).await;
+    let hashes = f.argon2();
+    let e = f.s.reset_password(&token, NEW_PW.into(), addr("198.51.100.99"), T0 + 10).await.unwrap_err();
+    assert!(matches!(e, SessionError::TooManyRequests { .. }), "{e:?}");
+    assert_eq!(f.argon2(), hashes, "refused before hashing");
+    // Control: in the next window a fresh link works.
+    let token = direct_link(&f, &user_id, T0 + 3600).await;
+    f.s.reset_password(&token, NEW_PW.into(), addr("198.51.100.99"), T0 + 3601).await.unwrap();
+}
