@@ -13,13 +13,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
 use issuer::attempts::{AttemptPolicy, ClientAddr};
 use issuer::config::Argon2Cost;
 use issuer::keys::KeyRing;
 use issuer::password::{HashStats, PasswordHasher};
 use issuer::session::{Credentials, Issued, RecoveryRules, SessionError, SessionRules, Sessions};
-use issuer::store::dynamo::{DynamoConfig, DynamoStore};
+use issuer::store::dynamo::DynamoStore;
 use issuer::store::sqlite::{SqliteOptions, SqliteStore};
 use issuer::store::{NewUser, Store};
 use token_core::{Algorithm, Audience};
@@ -27,6 +26,9 @@ use token_core::{Algorithm, Audience};
 #[path = "common/fault_proxy.rs"]
 #[allow(dead_code)]
 mod fault_proxy;
+#[path = "common/moto.rs"]
+#[allow(dead_code)]
+mod moto;
 
 /// A time at the start of a 15-minute (and so of a one-minute) window.
 const T0: u64 = 1_899_999_900;
@@ -97,35 +99,11 @@ fn sqlite(tag: &str, policy: AttemptPolicy) -> (Fixture<SqliteStore>, TempDir) {
     (sessions_over(store, policy), TempDir(dir))
 }
 
-const MISSING_ENDPOINT: &str = "DYNAMODB_ENDPOINT is not set: run scripts/test.sh, which starts a \
-     DynamoDB-compatible server (moto), or point it at one";
-
 /// A DynamoDB store on fresh tables, through a proxy that forwards one
 /// request at a time (kept alive by the returned guard).
 async fn dynamo(tag: &str, policy: AttemptPolicy) -> (Fixture<DynamoStore>, fault_proxy::FaultProxy) {
-    let endpoint = match std::env::var("DYNAMODB_ENDPOINT") {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
-        _ => panic!("{MISSING_ENDPOINT}"),
-    };
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await;
-    let prefix = format!("issuer-attempts-{:08x}-{tag}", rand::random::<u32>());
-    // Patient timeouts: behind the serialising proxy a request waits for
-    // those queued before it, on a machine busy with other tests.
-    let config = |endpoint: &str| DynamoConfig {
-        users_table: format!("{prefix}-Users"),
-        refresh_table: format!("{prefix}-RefreshTokens"),
-        endpoint: Some(endpoint.to_owned()),
-        attempt_timeout: Duration::from_secs(20),
-        operation_timeout: Duration::from_secs(60),
-        ..DynamoConfig::default()
-    };
-    DynamoStore::new(&sdk, &config(&endpoint)).create_tables().await.expect("create_tables");
-    let proxy = fault_proxy::FaultProxy::start(&endpoint, true).await;
-    (sessions_over(DynamoStore::new(&sdk, &config(&proxy.url())), policy), proxy)
+    let (store, proxy) = moto::serialised_store(&format!("issuer-attempts-{:08x}-{tag}", rand::random::<u32>())).await;
+    (sessions_over(store, policy), proxy)
 }
 
 async fn register<S: Store>(s: &Fixture<S>, email: &str) {

@@ -14,14 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region};
 use issuer::attempts::{AttemptPolicy, ClientAddr};
 use issuer::config::{Argon2Cost, RecoveryLimits};
 use issuer::keys::KeyRing;
 use issuer::mail::{MailError, MailTransport, Mailer, Message, MessageKind, SendFuture};
 use issuer::password::PasswordHasher;
 use issuer::session::{Credentials, RecoveryRules, Registration, SessionError, SessionRules, Sessions};
-use issuer::store::dynamo::{DynamoConfig, DynamoStore};
+use issuer::store::dynamo::DynamoStore;
 use issuer::store::sqlite::{SqliteOptions, SqliteStore};
 use issuer::store::{FeedCursor, Store};
 use token_core::revocation::{FeedEvent, RevocationId};
@@ -33,6 +32,9 @@ mod counting;
 #[path = "common/fault_proxy.rs"]
 #[allow(dead_code)]
 mod fault_proxy;
+#[path = "common/moto.rs"]
+#[allow(dead_code)]
+mod moto;
 use counting::Counting;
 
 /// The start of an hour (so of every recovery and login window).
@@ -173,32 +175,9 @@ fn sqlite(tag: &str, recovery: RecoveryRules) -> Fx<SqliteStore> {
     fixture(store, recovery, Box::new(TempDir(dir)))
 }
 
-const MISSING_ENDPOINT: &str = "DYNAMODB_ENDPOINT is not set: run scripts/test.sh, which starts a \
-     DynamoDB-compatible server (moto), or point it at one";
-
 async fn dynamo(tag: &str, recovery: RecoveryRules) -> Fx<DynamoStore> {
-    let endpoint = match std::env::var("DYNAMODB_ENDPOINT") {
-        Ok(v) if !v.trim().is_empty() => v.trim().to_owned(),
-        _ => panic!("{MISSING_ENDPOINT}"),
-    };
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "tests"))
-        .load()
-        .await;
-    let prefix = format!("issuer-recovery-{:08x}-{tag}", rand::random::<u32>());
-    let config = |endpoint: &str| DynamoConfig {
-        users_table: format!("{prefix}-Users"),
-        refresh_table: format!("{prefix}-RefreshTokens"),
-        revocations_table: format!("{prefix}-Revocations"),
-        endpoint: Some(endpoint.to_owned()),
-        attempt_timeout: Duration::from_secs(20),
-        operation_timeout: Duration::from_secs(60),
-        ..DynamoConfig::default()
-    };
-    DynamoStore::new(&sdk, &config(&endpoint)).create_tables().await.expect("create_tables");
-    let proxy = fault_proxy::FaultProxy::start(&endpoint, true).await;
-    fixture(DynamoStore::new(&sdk, &config(&proxy.url())), recovery, Box::new(proxy))
+    let (store, proxy) = moto::serialised_store(&format!("issuer-recovery-{:08x}-{tag}", rand::random::<u32>())).await;
+    fixture(store, recovery, Box::new(proxy))
 }
 
 /// Runs a behaviour on both stores.
