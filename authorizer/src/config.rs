@@ -36,6 +36,13 @@ pub struct AuthorizerConfig {
     pub required_scopes: Vec<String>,
     /// `AUTH_HTTP_API_RESPONSE`.
     pub http_api_response: HttpApiResponse,
+    /// `AUTH_METRICS_INTERVAL_SECS` (default 60; 0: no metric lines): how
+    /// often a sandbox writes its decision counts as an EMF line
+    /// ([`crate::metrics`]).
+    pub metrics_interval: std::time::Duration,
+    /// `AUTH_METRICS_NAMESPACE` (default `Auth/Authorizer`): the CloudWatch
+    /// namespace of those metrics.
+    pub metrics_namespace: String,
 }
 
 impl AuthorizerConfig {
@@ -67,7 +74,29 @@ impl AuthorizerConfig {
                 return Err(ConfigError::new("AUTH_HTTP_API_RESPONSE", format!("expected simple or iam, got {v:?}")));
             }
         };
-        Ok(AuthorizerConfig { verifier, routes, allow_unmapped, required_scopes, http_api_response })
+        let metrics_interval = std::time::Duration::from_secs(s.u64_in("AUTH_METRICS_INTERVAL_SECS", 60, 0..=3600)?);
+        let metrics_namespace = s.get("AUTH_METRICS_NAMESPACE").unwrap_or_else(|| "Auth/Authorizer".into());
+        // CloudWatch: 1-255 characters, no leading colon, letters, digits
+        // and `.-_/#:` plus spaces.
+        if metrics_namespace.is_empty()
+            || metrics_namespace.len() > 255
+            || metrics_namespace.starts_with(':')
+            || !metrics_namespace.bytes().all(|b| b.is_ascii_alphanumeric() || b" .-_/#:".contains(&b))
+        {
+            return Err(ConfigError::new(
+                "AUTH_METRICS_NAMESPACE",
+                "expected 1 to 255 letters, digits, spaces and .-_/#: (not starting with :)",
+            ));
+        }
+        Ok(AuthorizerConfig {
+            verifier,
+            routes,
+            allow_unmapped,
+            required_scopes,
+            http_api_response,
+            metrics_interval,
+            metrics_namespace,
+        })
     }
 
     /// Reads the process environment.
@@ -93,6 +122,12 @@ mod tests {
         let c = AuthorizerConfig::from_settings(&Settings::from_pairs(&pairs)).unwrap();
         assert_eq!(c.required_scopes, vec!["a", "b", "c"]);
         assert_eq!(c.http_api_response, HttpApiResponse::Iam);
+        assert_eq!(c.metrics_interval, std::time::Duration::from_secs(60));
+        assert_eq!(c.metrics_namespace, "Auth/Authorizer");
+        for (var, bad) in [("AUTH_METRICS_INTERVAL_SECS", "7200"), ("AUTH_METRICS_NAMESPACE", "bad{name}")] {
+            let pairs = [base[0], base[1], (var, bad)];
+            assert_eq!(AuthorizerConfig::from_settings(&Settings::from_pairs(&pairs)).unwrap_err().var, var);
+        }
         let pairs = [base[0], base[1], ("AUTH_HTTP_API_RESPONSE", "fancy")];
         assert_eq!(
             AuthorizerConfig::from_settings(&Settings::from_pairs(&pairs)).unwrap_err().var,

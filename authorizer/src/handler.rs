@@ -11,7 +11,7 @@ use aws_lambda_events::event::iam::IamPolicyEffect;
 use lambda_runtime::Diagnostic;
 use serde::{Deserialize, Serialize};
 use token_core::{Credentials, Decision, StalePolicy, VerifiedToken, Verifier, VerifyError, parse_authorization};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{AuthorizerConfig, HttpApiResponse};
 use crate::event::{AuthorizerEvent, EventKind};
@@ -106,6 +106,8 @@ pub struct Authorizer {
     allow_unmapped: bool,
     required: Vec<String>,
     http_api_response: HttpApiResponse,
+    /// Decision counts as EMF lines (`None`: interval 0).
+    emf: Option<crate::metrics::EmfReporter>,
 }
 
 impl Authorizer {
@@ -117,6 +119,13 @@ impl Authorizer {
             allow_unmapped: config.allow_unmapped,
             required: config.required_scopes.clone(),
             http_api_response: config.http_api_response,
+            emf: (!config.metrics_interval.is_zero()).then(|| {
+                crate::metrics::EmfReporter::new(
+                    config.metrics_namespace.clone(),
+                    config.metrics_interval,
+                    std::time::Instant::now(),
+                )
+            }),
         }
     }
 
@@ -160,13 +169,26 @@ impl Authorizer {
                 };
                 let decision = if allowed { Decision::Allow } else { Decision::InsufficientScope };
                 metrics.record(decision);
-                info!(
-                    decision = decision.outcome(),
-                    reason = decision.reason(),
-                    sub = token.sub(),
-                    arn,
-                    "authorization"
-                );
+                // Allowed requests are counted (EMF, below) and logged by
+                // API Gateway's access log; their own line is DEBUG
+                // (`crate::metrics` has the cost). Denials stay INFO.
+                if allowed {
+                    debug!(
+                        decision = decision.outcome(),
+                        reason = decision.reason(),
+                        sub = token.sub(),
+                        arn,
+                        "authorization"
+                    );
+                } else {
+                    info!(
+                        decision = decision.outcome(),
+                        reason = decision.reason(),
+                        sub = token.sub(),
+                        arn,
+                        "authorization"
+                    );
+                }
             }
             Err((e, decision)) => {
                 metrics.record(*decision);
@@ -175,6 +197,15 @@ impl Authorizer {
                     AuthorizerError::KeysUnavailable => warn!(decision = "error", reason, arn, "authorization"),
                     AuthorizerError::Unauthorized(_) => info!(decision = "unauthorized", reason, arn, "authorization"),
                 }
+            }
+        }
+        if let Some(emf) = &self.emf {
+            let now_ms = u64::try_from(token_core::unix_now().as_millis()).unwrap_or(u64::MAX);
+            if let Some(line) = emf.tick(metrics, std::time::Instant::now(), now_ms) {
+                // Its own line on stdout, where Lambda's log capture makes
+                // it a metric.
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
             }
         }
         result.map(|(a, _)| a).map_err(|(e, _)| e)

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod event;
 pub mod handler;
+pub mod metrics;
 pub mod policy;
 pub mod routes;
 

@@ -207,6 +207,9 @@ pub async fn run(
         },
         "AUTH_CONFIG_FILE" => None,
         "AUTH_ROUTE_SCOPES" => auth_env(name).or_else(|| Some(DEMO_ROUTES.into())),
+        // No CloudWatch here: the front door's authorizer writes no metric
+        // lines unless asked to.
+        "AUTH_METRICS_INTERVAL_SECS" => auth_env(name).or_else(|| Some("0".into())),
         _ => auth_env(name),
     });
     let acfg = AuthorizerConfig::from_settings(&auth_settings).map_err(|e| e.to_string())?;

@@ -125,6 +125,11 @@ impl Metrics {
         self.decisions[d.slot()].load(Ordering::Relaxed)
     }
 
+    /// Every decision kind with its count.
+    pub fn decisions(&self) -> impl Iterator<Item = (Decision, u64)> + '_ {
+        self.decisions.iter().enumerate().map(|(i, c)| (Decision::from_slot(i), c.load(Ordering::Relaxed)))
+    }
+
     /// Verified-token cache hits.
     pub fn cache_hits(&self) -> u64 {
         self.cache_hits.load(Ordering::Relaxed)

@@ -38,7 +38,11 @@ async fn bootstrap_answers_a_run_of_events() {
     let k = SigningKey::generate(Algorithm::RS256, "rs1").unwrap();
     let jwks = JwksServer::start(&[&k]).await;
     let rt = RuntimeApi::start().await;
-    let p = start(&rt, &jwks, &[("AUTH_ROUTE_SCOPES", "GET /pets=pets:read,POST /pets=pets:write")]);
+    let p = start(
+        &rt,
+        &jwks,
+        &[("AUTH_ROUTE_SCOPES", "GET /pets=pets:read,POST /pets=pets:write"), ("AUTH_METRICS_INTERVAL_SECS", "1")],
+    );
 
     let reader = sign(&k, &claims(ISS, "api", "user-1", "pets:read", 900));
     let v = rt.invoke(token_event(&reader)).await.json();
@@ -74,24 +78,52 @@ async fn bootstrap_answers_a_run_of_events() {
     let v = rt.invoke(serde_json::to_vec(&http).unwrap()).await.json();
     assert_eq!(v["isAuthorized"], true);
 
-    // One line per decision, with the reason; never the token.
-    // The lines reach us through a pipe, in order: one more event with a
-    // subject of its own marks the end; once its line is in, every line of
-    // the 11 events before it is too.
+    // Denials and refusals log one INFO line each with the reason (allowed
+    // requests only at DEBUG: API Gateway's access log has them, and their
+    // counts go out as metrics), never the token. The lines reach us
+    // through a pipe, in order: one more refused event for a route of its
+    // own marks the end; once its line is in, every line before it is too.
     let decisions_in = |logs: &[String]| -> Vec<Value> {
         logs.iter()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v["fields"]["message"] == "authorization")
             .collect()
     };
-    let marker = sign(&k, &claims(ISS, "api", "end-marker", "pets:read", 900));
-    assert_eq!(rt.invoke(token_event(&marker)).await.json()["principalId"], "end-marker");
+    let marker_arn = ARN.replace("/GET/pets", "/GET/end-marker");
+    let marker = json!({"type": "TOKEN", "authorizationToken": "Bearer garbage", "methodArn": marker_arn});
+    assert_unauthorized(&rt.invoke(serde_json::to_vec(&marker).unwrap()).await);
     let marked = |logs: &[String]| decisions_in(logs).iter().any(|d| d.to_string().contains("end-marker"));
     wait_for("the marker event's decision line", Duration::from_secs(10), || marked(&p.logs())).await;
     let logs = p.logs();
     let decisions = decisions_in(&logs);
-    assert_eq!(decisions.len(), 12, "{logs:#?}");
+    let outcomes: Vec<&str> = decisions.iter().map(|d| d["fields"]["decision"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| **o == "unauthorized").count(), 9, "{decisions:#?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == "deny").count(), 1, "the POST without pets:write: {decisions:#?}");
+    assert!(!outcomes.contains(&"allow"), "allowed requests log no INFO line: {decisions:#?}");
     assert!(decisions.iter().any(|d| d["fields"]["reason"] == "expired"), "{decisions:#?}");
+
+    // Every decision is counted in the metric lines (EMF, one per sandbox
+    // per AUTH_METRICS_INTERVAL_SECS, written by an invocation once due):
+    // keep sending refused events until the counts cover the 2 allowed and
+    // the 1 denied request.
+    let emf_totals = |logs: &[String]| -> (u64, u64, u64) {
+        logs.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Auth/Authorizer")
+            .fold((0, 0, 0), |(a, d, u), v| {
+                let n = |k: &str| v[k].as_u64().unwrap_or(0);
+                (a + n("Allow"), d + n("Deny"), u + n("Unauthorized"))
+            })
+    };
+    e2e_tests::eventually("the decision counts in the EMF metric lines", Duration::from_secs(20), || {
+        let (rt, p, marker) = (&rt, &p, &marker);
+        async move {
+            assert_unauthorized(&rt.invoke(serde_json::to_vec(marker).unwrap()).await);
+            let (allow, deny, unauthorized) = emf_totals(&p.logs());
+            allow == 2 && deny == 1 && unauthorized >= 10
+        }
+    })
+    .await;
     let all = logs.join("\n");
     for t in [&reader, &expired, &forged] {
         assert!(!all.contains(t.rsplit('.').next().unwrap()), "a token reached the logs");
