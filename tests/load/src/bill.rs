@@ -434,8 +434,10 @@ pub struct Monthly {
     pub units: Units,
     /// Lambda log bytes ingested.
     pub lambda_log_bytes: f64,
-    /// Access log bytes ingested.
+    /// Access log bytes ingested for issuer routes.
     pub access_log_bytes: f64,
+    /// Access log bytes ingested for protected API calls.
+    pub access_log_protected_bytes: f64,
 }
 
 /// Counts the month's work.
@@ -448,10 +450,11 @@ pub fn monthly_quantities(daily: &Daily, table: &WorkTable) -> Monthly {
         if w.api_gateway {
             if w.protected_api_call {
                 m.api_protected_requests += n;
+                m.access_log_protected_bytes += n * table.access_log_bytes;
             } else {
                 m.api_auth_requests += n;
+                m.access_log_bytes += n * table.access_log_bytes;
             }
-            m.access_log_bytes += n * table.access_log_bytes;
         }
         for inv in &w.invocations {
             match m.lambda.iter_mut().find(|(f, _, _)| *f == inv.function) {
@@ -521,8 +524,17 @@ pub fn monthly_bill(daily: &Daily, table: &WorkTable, prices: &Prices, api: ApiF
     let lg = &prices.logs;
     let lambda_gb = m.lambda_log_bytes / GB;
     let access_gb = m.access_log_bytes / GB;
+    let protected_gb = m.access_log_protected_bytes / GB;
     b.push("CloudWatch Logs", "Lambda log ingestion", lambda_gb, "GB", lg.lambda_ingestion_gb.cost(lambda_gb));
-    b.push("CloudWatch Logs", "API access log ingestion", access_gb, "GB", access_gb * lg.ingestion_gb);
+    b.push("CloudWatch Logs", "API access log ingestion: issuer routes", access_gb, "GB", access_gb * lg.ingestion_gb);
+    b.push(
+        "CloudWatch Logs",
+        "API access log ingestion: protected API calls (paid with any auth system)",
+        protected_gb,
+        "GB",
+        protected_gb * lg.ingestion_gb,
+    );
+    let access_gb = access_gb + protected_gb;
     let stored_logs = (lambda_gb * table.lambda_log_retention_days + access_gb * table.access_log_retention_days)
         / DAYS_PER_MONTH
         * table.log_compression;
@@ -553,6 +565,9 @@ pub struct CognitoBill {
     pub plus_usd: f64,
     /// Peak UserAuthentication requests per second (busiest minute).
     pub peak_sign_in_rps: f64,
+    /// The same without refreshes (password sign-ins only), in case
+    /// REFRESH_TOKEN_AUTH is not counted in the category.
+    pub peak_password_sign_in_rps: f64,
     /// The default UserAuthentication quota.
     pub default_rps: f64,
     /// RPS to buy above the default.
@@ -582,6 +597,16 @@ pub fn cognito_bill(model: &LoadModel, daily: &Daily, prices: &Prices) -> Cognit
         .map(|h| RequestKind::ALL.iter().filter(|k| k.is_sign_in()).map(|&k| daily.rate(k, h)).sum::<f64>())
         .fold(0.0, f64::max)
         * model.peak_minute_factor;
+    let peak_password_sign_in_rps = (0..24)
+        .map(|h| {
+            RequestKind::ALL
+                .iter()
+                .filter(|&&k| k.is_sign_in() && k != RequestKind::Refresh)
+                .map(|&k| daily.rate(k, h))
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max)
+        * model.peak_minute_factor;
     let purchased_rps = (peak_sign_in_rps - c.user_authentication_rps).max(0.0).ceil();
     let peak_sign_up_rps = daily.peak_rate(RequestKind::Register) * model.peak_minute_factor;
     CognitoBill {
@@ -590,6 +615,7 @@ pub fn cognito_bill(model: &LoadModel, daily: &Daily, prices: &Prices) -> Cognit
         essentials_usd: billable * c.essentials_mau,
         plus_usd: mau * c.plus_mau,
         peak_sign_in_rps,
+        peak_password_sign_in_rps,
         default_rps: c.user_authentication_rps,
         purchased_rps,
         purchased_usd: purchased_rps * c.purchased_rps_month,

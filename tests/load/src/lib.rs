@@ -8,6 +8,7 @@
 //! - [`bill`]: counted work per request type to DynamoDB units, Lambda
 //!   GB-seconds, log bytes, and a monthly bill per service; Cognito at the
 //!   same MAUs; capacity at the peak.
+//! - [`report`]: the markdown `auth-bill` prints.
 //! - [`work`]: the counted-work input table (to be replaced by measured
 //!   figures).
 
@@ -16,4 +17,5 @@
 pub mod bill;
 pub mod model;
 pub mod prices;
+pub mod report;
 pub mod work;

@@ -294,6 +294,81 @@ impl Daily {
 }
 
 impl LoadModel {
+    /// Every parameter as (name, value, reasoning) for reports; the doc
+    /// comments on the fields say the same at more length.
+    #[must_use]
+    pub fn parameters(&self) -> Vec<(&'static str, f64, &'static str)> {
+        vec![
+            ("registered users", self.registered_users, "the scale the seed system served (issue 15)"),
+            (
+                "monthly active share",
+                self.monthly_active_share,
+                "mature consumer base with dormant accounts: 30-50% typical (assumption)",
+            ),
+            ("daily active share", self.daily_active_share, "DAU/MAU 0.375, inside the usual 20-50% (assumption)"),
+            (
+                "sessions per active user per day",
+                self.sessions_per_active_user,
+                "morning, midday, evening (assumption)",
+            ),
+            ("minutes per session", self.session_minutes, "assumption"),
+            ("API calls per session", self.api_calls_per_session, "one per 20 s of activity (assumption)"),
+            (
+                "distinct routes per session",
+                self.routes_per_session,
+                "authorizer cache key: token, method, resource (assumption)",
+            ),
+            ("authorizer cache TTL, s", self.authorizer_ttl_secs, "template AuthorizerCacheTtl default"),
+            ("access-token lifetime, min", self.access_token_minutes, "issuer default ISSUER_ACCESS_TTL_SECS=900"),
+            (
+                "share of sessions starting with a password login",
+                self.login_share_of_sessions,
+                "the rest resume with the 30-day refresh token (assumption)",
+            ),
+            (
+                "failed logins per successful login",
+                self.failed_logins_per_login,
+                "typos, forgotten passwords (assumption)",
+            ),
+            (
+                "sign-ups per day, share of registered",
+                self.registrations_share_per_day,
+                "about 36% gross growth a year (assumption)",
+            ),
+            ("password resets per day, share of DAU", self.password_resets_share_of_dau, "assumption"),
+            (
+                "share of sessions ending in a logout",
+                self.logout_share_of_sessions,
+                "most users never sign out of an app (assumption)",
+            ),
+            (
+                "credential-stuffing attempts per day",
+                self.stuffing_attempts_per_day,
+                "a campaign against a large login page: millions a day (order of magnitude from public bot-traffic reports; assumption)",
+            ),
+            (
+                "share of stuffing refused before any hash",
+                self.stuffing_refused_share,
+                "WAF rate rule and per-address counters; botnets rotate addresses (assumption)",
+            ),
+            (
+                "share of API calls with a garbage token",
+                self.garbage_token_share,
+                "hostile or buggy clients (assumption)",
+            ),
+            (
+                "revocation-feed polls per second",
+                self.feed_polls_per_second,
+                "100 sidecars at REVOCATION_POLL_INTERVAL=1s (assumption)",
+            ),
+            (
+                "busiest minute over its hour's mean",
+                self.peak_minute_factor,
+                "top-of-hour bursts; capacity is sized to it (assumption)",
+            ),
+        ]
+    }
+
     /// Daily active users.
     #[must_use]
     pub fn daily_active(&self) -> f64 {
