@@ -8,6 +8,7 @@
 //! - [`bill`]: counted work per request type to DynamoDB units, Lambda
 //!   GB-seconds, log bytes, and a monthly bill per service; Cognito at the
 //!   same MAUs; capacity at the peak.
+//! - [`load`]: the open-loop engine of the `auth-load` generator.
 //! - [`report`]: the markdown `auth-bill` prints.
 //! - [`work`]: the counted-work input table (to be replaced by measured
 //!   figures).
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod bill;
+pub mod load;
 pub mod model;
 pub mod prices;
 pub mod report;
