@@ -10,6 +10,7 @@
 //!   same MAUs; capacity at the peak.
 //! - [`load`]: the open-loop engine of the `auth-load` generator.
 //! - [`report`]: the markdown `auth-bill` prints.
+//! - [`stack`]: the dev stack as the generator drives it (seeding, routes).
 //! - [`work`]: the counted-work input table (to be replaced by measured
 //!   figures).
 
@@ -20,4 +21,5 @@ pub mod load;
 pub mod model;
 pub mod prices;
 pub mod report;
+pub mod stack;
 pub mod work;
