@@ -918,10 +918,31 @@ mod tests {
         assert!(close(line("customer managed keys").usd, 1.0));
         let kms = bill.lines.iter().find(|l| l.service == "KMS" && l.item == "requests").unwrap();
         assert!(close(kms.usd, 0.03));
+        // At 10,000 polls a second: 26,280M requests cross every REST tier:
+        // 333 x 3.50 + 667 x 2.80 + 19,000 x 2.38 + 6,280 x 1.51
+        // = 1165.5 + 1867.6 + 45,220 + 9,482.8 = 57,735.9.
+        let busy = LoadModel { feed_polls_per_second: 10_000.0, ..LoadModel::default() }.daily();
+        let busy_bill = monthly_bill(&busy, &table, &prices, ApiFlavor::Rest);
+        assert!(close(busy_bill.lines[0].usd, 57_735.9), "{}", busy_bill.lines[0].usd);
         let http = monthly_bill(&daily, &table, &prices, ApiFlavor::Http);
         // HTTP API: 2.628M x $1.00/M.
         assert!(close(http.lines[0].usd, 2.628));
         assert!(close(bill.total() - http.total(), 9.198 - 2.628));
+    }
+
+    /// The committed API Gateway tiers, across their bounds (the bounds and
+    /// the prices are both per million requests).
+    #[test]
+    fn api_gateway_tiers_from_the_prices_file() {
+        let p = Prices::committed().unwrap();
+        let rest = |requests: f64| p.api_gateway.rest.cost(requests / 1e6);
+        let http = |requests: f64| p.api_gateway.http.cost(requests / 1e6);
+        // 1.5B REST: 333 x 3.50 + 667 x 2.80 + 500 x 2.38 = 1165.5 + 1867.6 + 1190 = 4223.1.
+        assert!(close(rest(1.5e9), 4223.1));
+        // 26B REST: 1165.5 + 1867.6 + 19,000 x 2.38 (45,220) + 6,000 x 1.51 (9,060) = 57,313.1.
+        assert!(close(rest(26e9), 57_313.1));
+        // 1B HTTP: 300 x 1.00 + 700 x 0.90 = 930 (infra/README.md: "about $930").
+        assert!(close(http(1e9), 930.0));
     }
 
     #[test]

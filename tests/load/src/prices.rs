@@ -444,10 +444,11 @@ mod tests {
             Prices::parse(&text_price).unwrap_err().to_string(),
             "prices file: `secrets_manager.secret_month` must be a non-negative number"
         );
-        let closed =
-            good.replace("http_tiers = [[300_000_000, 1.00], [0, 0.90]]", "http_tiers = [[300_000_000, 1.00]]");
+        let closed = good.replace("http_tiers = [[300, 1.00], [0, 0.90]]", "http_tiers = [[300, 1.00]]");
+        assert_ne!(closed, good);
         assert!(Prices::parse(&closed).unwrap_err().to_string().contains("last tier must be open"));
-        let decreasing = good.replace("[[300_000_000, 1.00], [0, 0.90]]", "[[300, 1.00], [200, 0.95], [0, 0.90]]");
+        let decreasing = good.replace("[[300, 1.00], [0, 0.90]]", "[[300, 1.00], [200, 0.95], [0, 0.90]]");
+        assert_ne!(decreasing, good);
         assert!(Prices::parse(&decreasing).unwrap_err().to_string().contains("must increase"));
         assert!(matches!(Prices::parse("date = ").unwrap_err(), PriceError::Parse(_)));
     }
