@@ -486,16 +486,10 @@ pub fn monthly_bill(daily: &Daily, table: &WorkTable, prices: &Prices, api: ApiF
     let api_total = m.api_auth_requests + m.api_protected_requests;
     let api_usd = tiers.cost(api_total / 1e6);
     let share = |n: f64| if api_total > 0.0 { api_usd * n / api_total } else { 0.0 };
+    b.push("API Gateway", "requests on the issuer routes", m.api_auth_requests, "requests", share(m.api_auth_requests));
     b.push(
         "API Gateway",
-        format!("{}: issuer routes", api.name()),
-        m.api_auth_requests,
-        "requests",
-        share(m.api_auth_requests),
-    );
-    b.push(
-        "API Gateway",
-        format!("{}: protected API calls (paid with any auth system)", api.name()),
+        "protected API calls (paid with any auth system)",
         m.api_protected_requests,
         "requests",
         share(m.api_protected_requests),
