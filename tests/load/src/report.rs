@@ -212,7 +212,7 @@ fn write_report(
         |b: &Bill| b.lines.iter().filter(|l| l.item.contains("paid with any auth system")).map(|l| l.usd).sum::<f64>();
     writeln!(
         o,
-        "| **the auth system alone** (without API Gateway's charge for the protected calls themselves) | {} | {} |\n",
+        "| **the auth system alone** (without the protected calls' own API Gateway requests and access logs) | {} | {} |\n",
         usd(rest.total() - protected(&rest)),
         usd(http.total() - protected(&http))
     )?;
