@@ -277,7 +277,8 @@ where
     F: Fn(usize, u64) -> Fut,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    let planned = plan.requests();
+    // No route to send to: nothing is scheduled.
+    let planned = if routes == 0 { 0 } else { plan.requests() };
     let shared = Arc::new(Mutex::new(Shared {
         routes: vec![RouteStats::default(); routes],
         all: Histogram::default(),
@@ -310,7 +311,7 @@ where
                 break;
             }
         }
-        let route = mix.pick(i).min(routes.saturating_sub(1));
+        let route = mix.pick(i).min(routes - 1);
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             shared.lock().unwrap_or_else(PoisonError::into_inner).routes[route].dropped += 1;
             continue;

@@ -325,6 +325,9 @@ impl Stack {
                 let Some(user) = self.users.get(u) else { return Outcome::Skipped("no users") };
                 // Taken, not copied: a token is rotated by one request at a
                 // time (two would trip reuse detection and revoke the family).
+                // A refresh that fails leaves the user without one (after a
+                // timeout the server may have rotated it: sending it again
+                // would be reuse) until the user's next login.
                 let Some(token) = lock(&user.session).refresh.take() else {
                     return Outcome::Skipped("refresh token in use");
                 };

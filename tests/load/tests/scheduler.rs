@@ -172,3 +172,18 @@ async fn skipped_requests_are_counted_apart_and_not_measured() {
     assert_eq!(report.routes[0].ok, 5);
     assert_eq!(report.routes[0].latency.count(), 5);
 }
+
+#[tokio::test]
+async fn no_routes_means_nothing_is_scheduled() {
+    let plan = Plan {
+        rate_per_s: 1000.0,
+        duration: Duration::from_millis(10),
+        max_in_flight: 10,
+        timeout: Duration::from_secs(1),
+    };
+    let mix = Mix::new(&[1.0]).expect("weights");
+    let report = run(plan, 0, &mix, |_, _| async { Outcome::Ok }, |_| {}).await;
+    assert!(report.routes.is_empty());
+    assert_eq!(report.last.planned, 0);
+    assert_eq!(report.last.completed, 0);
+}
