@@ -4,12 +4,13 @@
 #      counted-work INPUT table of tests/load/src/work.rs);
 #   2. open-loop smoke runs of `auth-load` against the dev stack (embedded
 #      store, limits lifted, email verification off): the model's mix at
-#      50 requests/s, the model's peak hour scaled 1:100, and password work
-#      only (logins and stuffing) at 100/s with at most 64 in flight.
+#      50 requests/s, the model's peak hour scaled 1:100, password work only
+#      (logins and stuffing) at 100/s with at most 64 in flight, and the
+#      model's whole day scaled 1:1000 with each hour compressed to 5 s.
 # The date, commit and machine come first. docs/bench/day-at-70m.md quotes
 # this output.
 #
-# Usage: scripts/bench-day-at-70m.sh [--quick]   (from anywhere; --quick: 5 s runs)
+# Usage: scripts/bench-day-at-70m.sh [--quick]   (from anywhere; --quick: 5 s runs, 1 s hours)
 # Env:   SKIP          space-separated parts to skip: bill load
 #        DEVSTACK_BIN  the dev stack binary (default: the debug build, built here)
 #        CARGO_TARGET_DIR  as for cargo
@@ -94,4 +95,7 @@ if ! skip load; then
   run "The model's peak hour (08:00) scaled 1:100" --model-scale 100 --duration-secs "$long" --users 50
   run "Password work only: logins and stuffing at 100/s, at most 64 in flight" \
     --rate 100 --mix login=1,stuffing=1 --duration-secs "$short" --users 20 --max-in-flight 64
+  if [ "$QUICK" = 1 ]; then hour=1; else hour=5; fi
+  run "The model's day scaled 1:1000, each hour played for $hour s at its own rate and mix" \
+    --day 1000 --step-secs "$hour" --users 50
 fi

@@ -266,8 +266,21 @@ fn snapshot(s: &Shared, elapsed: Duration, scheduled: u64, planned: u64, in_flig
 /// Runs `plan` open-loop: request `i` is due at `start + i / rate`, goes to
 /// route `mix.pick(i)` and is made by `send(route, i)`. `progress` is called
 /// about once a second and once at the end.
-pub async fn run<F, Fut>(
+pub async fn run<F, Fut>(plan: Plan, routes: usize, mix: &Mix, send: F, progress: impl FnMut(&Progress)) -> RunReport
+where
+    F: Fn(usize, u64) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    run_from(plan, 0, routes, mix, send, progress).await
+}
+
+/// [`run`] with the requests numbered from `first` (for the route pick and
+/// `send`), so that consecutive steps continue one sequence: a short step
+/// then gets its share of every route instead of starting over at the
+/// first. Due times still count from the step's own start.
+pub async fn run_from<F, Fut>(
     plan: Plan,
+    first: u64,
     routes: usize,
     mix: &Mix,
     send: F,
@@ -311,12 +324,13 @@ where
                 break;
             }
         }
-        let route = mix.pick(i).min(routes - 1);
+        let n = first.wrapping_add(i);
+        let route = mix.pick(n).min(routes - 1);
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
             shared.lock().unwrap_or_else(PoisonError::into_inner).routes[route].dropped += 1;
             continue;
         };
-        let fut = send(route, i);
+        let fut = send(route, n);
         let shared = Arc::clone(&shared);
         let timeout = plan.timeout;
         tasks.spawn(async move {

@@ -101,6 +101,23 @@ pub fn model_weights(daily: &Daily) -> Vec<(Route, f64)> {
     ]
 }
 
+/// The routes' weights in one hour of the model's day: the same mapping as
+/// [`model_weights`] with the hour's rates, so flat hostile traffic weighs
+/// more at night.
+#[must_use]
+pub fn model_weights_at(daily: &Daily, hour: usize) -> Vec<(Route, f64)> {
+    let r = |k| daily.rate(k, hour);
+    let api = r(RequestKind::ApiCallCached) + r(RequestKind::ApiCallAuthorized);
+    vec![
+        (Route::Login, r(RequestKind::Login) + r(RequestKind::FailedLogin)),
+        (Route::Refresh, r(RequestKind::Refresh)),
+        (Route::Gateway, api / 2.0),
+        (Route::Sidecar, api / 2.0),
+        (Route::Stuffing, r(RequestKind::StuffingChecked) + r(RequestKind::StuffingRefused)),
+        (Route::Garbage, r(RequestKind::GarbageToken)),
+    ]
+}
+
 /// The requests per second of the [`PLAYED`] kinds in `hour`, at 1:`scale`.
 #[must_use]
 pub fn model_rate(daily: &Daily, hour: usize, scale: f64) -> f64 {
@@ -424,5 +441,15 @@ mod tests {
         let r = model_rate(&daily, 8, 10_000.0);
         assert!((r - expect).abs() < 1e-6, "{r} {expect}");
         assert!((1.9..2.0).contains(&r), "{r}");
+        // The hour's weights add up to the hour's played rate; stuffing is
+        // flat, so its share is larger at 03:00 than at 08:00.
+        let at8: f64 = model_weights_at(&daily, 8).iter().map(|(_, w)| w).sum();
+        assert!((at8 / 10_000.0 - r).abs() < 1e-9);
+        let share = |h| {
+            let w = model_weights_at(&daily, h);
+            let total: f64 = w.iter().map(|(_, x)| x).sum();
+            w.iter().find(|(route, _)| *route == Route::Stuffing).map_or(0.0, |(_, x)| x / total)
+        };
+        assert!(share(3) > 5.0 * share(8), "{} {}", share(3), share(8));
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use auth_load::load::{Mix, Outcome, Plan, run};
+use auth_load::load::{Mix, Outcome, Plan, run, run_from};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::server::conn::http1;
@@ -129,13 +129,15 @@ async fn every_scheduled_request_arrives_once_and_is_counted_on_its_route() {
 #[tokio::test]
 async fn requests_beyond_the_in_flight_bound_are_dropped_and_counted_and_timeouts_end_the_rest() {
     let (addr, counts) = server().await;
-    // The client would wait 60 s; the engine's timeout (1 s) ends each request.
+    // The client would wait 60 s; the engine's timeout (3 s) ends each
+    // request. The 20 requests come due within 20 ms: only a stall of the
+    // test process longer than the timeout could free a slot early.
     let http = client(Duration::from_secs(60));
     let plan = Plan {
         rate_per_s: 1000.0,
         duration: Duration::from_millis(20),
         max_in_flight: 2,
-        timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(3),
     };
     assert_eq!(plan.requests(), 20);
     let mix = Mix::new(&[1.0]).expect("weights");
@@ -147,7 +149,7 @@ async fn requests_beyond_the_in_flight_bound_are_dropped_and_counted_and_timeout
     assert_eq!(r.errors.get("timeout").copied(), Some(2));
     assert_eq!(r.ok, 0);
     assert_eq!(r.latency.count(), 2, "timed-out requests are measured too");
-    assert!(r.latency.max() >= 1_000_000, "measured from the scheduled time, at least the timeout");
+    assert!(r.latency.max() >= 3_000_000, "measured from the scheduled time, at least the timeout");
     assert_eq!(counts.hang.load(Ordering::SeqCst), 2, "dropped requests were never sent");
 }
 
@@ -186,4 +188,32 @@ async fn no_routes_means_nothing_is_scheduled() {
     assert!(report.routes.is_empty());
     assert_eq!(report.last.planned, 0);
     assert_eq!(report.last.completed, 0);
+}
+
+#[tokio::test]
+async fn a_step_numbered_from_first_continues_the_route_sequence() {
+    // Two routes weighted 1:1. Run 0..4 then 4..8 as two steps, and 0..8 as
+    // one: the routes picked are the same, request by request.
+    let mix = Mix::new(&[1.0, 1.0]).expect("weights");
+    let plan = |n: u32| Plan {
+        rate_per_s: 1000.0,
+        duration: Duration::from_millis(u64::from(n)),
+        max_in_flight: 100,
+        timeout: Duration::from_secs(5),
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    let record = |route: usize, i: u64| {
+        seen.lock().expect("lock").push((i, route));
+        async { Outcome::Ok }
+    };
+    let _ = run_from(plan(4), 0, 2, &mix, record, |_| {}).await;
+    let first = run_from(plan(4), 4, 2, &mix, record, |_| {}).await;
+    assert_eq!(first.last.planned, 4);
+    let mut split = std::mem::take(&mut *seen.lock().expect("lock"));
+    let _ = run(plan(8), 2, &mix, record, |_| {}).await;
+    let mut whole = std::mem::take(&mut *seen.lock().expect("lock"));
+    split.sort_unstable();
+    whole.sort_unstable();
+    assert_eq!(split, whole);
+    assert_eq!(split.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
 }
