@@ -334,11 +334,58 @@ pub struct Stored {
     pub bytes_per_item: f64,
 }
 
+/// A work table that does not cover the model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkError {
+    /// No entry for a request kind.
+    #[error("no work entry for the request kind {0}")]
+    Missing(RequestKind),
+    /// Two entries for one kind.
+    #[error("two work entries for the request kind {0}")]
+    Duplicate(RequestKind),
+}
+
+/// The work of every request kind, exactly one entry each, in
+/// [`RequestKind::ALL`] order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindWork(Vec<Work>);
+
+impl KindWork {
+    /// Checks that `work` has one entry per request kind.
+    ///
+    /// # Errors
+    /// [`WorkError`] naming the first kind missing or given twice.
+    pub fn new(work: Vec<Work>) -> Result<KindWork, WorkError> {
+        let mut ordered = Vec::with_capacity(RequestKind::ALL.len());
+        for kind in RequestKind::ALL {
+            let mut of_kind = work.iter().filter(|w| w.kind == kind);
+            let first = of_kind.next().ok_or(WorkError::Missing(kind))?;
+            if of_kind.next().is_some() {
+                return Err(WorkError::Duplicate(kind));
+            }
+            ordered.push(first.clone());
+        }
+        Ok(KindWork(ordered))
+    }
+
+    /// The work of `kind`.
+    #[must_use]
+    pub fn of(&self, kind: RequestKind) -> &Work {
+        // One entry per kind in ALL order, by construction.
+        &self.0[kind.index()]
+    }
+
+    /// Every entry, in [`RequestKind::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = &Work> {
+        self.0.iter()
+    }
+}
+
 /// Everything the bill needs besides the model and the prices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkTable {
-    /// Work per request kind (every kind of the model).
-    pub work: Vec<Work>,
+    /// Work per request kind.
+    pub work: KindWork,
     /// Data at rest.
     pub stored: Vec<Stored>,
     /// API Gateway access-log bytes per API Gateway request (flat-priced
@@ -364,13 +411,9 @@ pub struct WorkTable {
 
 impl WorkTable {
     /// The work of `kind`.
-    ///
-    /// # Panics
-    /// If the table has no entry for `kind` (a test checks every kind has one).
     #[must_use]
     pub fn of(&self, kind: RequestKind) -> &Work {
-        #[allow(clippy::expect_used)] // the table is static data checked by a test
-        self.work.iter().find(|w| w.kind == kind).expect("every request kind has a work entry")
+        self.work.of(kind)
     }
 }
 
@@ -647,7 +690,7 @@ pub struct Concurrency {
 #[must_use]
 pub fn concurrency(model: &LoadModel, daily: &Daily, table: &WorkTable, prices: &Prices) -> Vec<Concurrency> {
     let mut functions: Vec<Function> = Vec::new();
-    for w in &table.work {
+    for w in table.work.iter() {
         for inv in &w.invocations {
             if !functions.contains(&inv.function) {
                 functions.push(inv.function);
@@ -862,7 +905,7 @@ mod tests {
             source: "test",
         });
         let table = WorkTable {
-            work: std::iter::once(work).chain(others).collect(),
+            work: KindWork::new(std::iter::once(work).chain(others).collect()).unwrap(),
             stored: vec![Stored { what: "users", table: Table::Users, items: 1_073_741.824, bytes_per_item: 1000.0 }],
             access_log_bytes: 100.0,
             lambda_log_retention_days: DAYS_PER_MONTH,
@@ -958,23 +1001,24 @@ mod tests {
     fn concurrency_is_rate_times_duration() {
         let prices = Prices::committed().unwrap();
         let f = Function { name: "issuer", memory_mb: 1024, arch: Arch::Arm64 };
+        let work = RequestKind::ALL
+            .iter()
+            .map(|&k| Work {
+                kind: k,
+                api_gateway: false,
+                protected_api_call: false,
+                invocations: if k == RequestKind::FeedPoll {
+                    vec![Invocation { function: f, cpu_ms: 50.0, wait_ms: 50.0 }]
+                } else {
+                    vec![]
+                },
+                store: vec![],
+                log_lines: vec![],
+                source: "test",
+            })
+            .collect();
         let table = WorkTable {
-            work: RequestKind::ALL
-                .iter()
-                .map(|&k| Work {
-                    kind: k,
-                    api_gateway: false,
-                    protected_api_call: false,
-                    invocations: if k == RequestKind::FeedPoll {
-                        vec![Invocation { function: f, cpu_ms: 50.0, wait_ms: 50.0 }]
-                    } else {
-                        vec![]
-                    },
-                    store: vec![],
-                    log_lines: vec![],
-                    source: "test",
-                })
-                .collect(),
+            work: KindWork::new(work).unwrap(),
             stored: vec![],
             access_log_bytes: 0.0,
             lambda_log_retention_days: 0.0,

@@ -81,6 +81,25 @@ impl RequestKind {
         RequestKind::FeedPoll,
     ];
 
+    /// Position in [`RequestKind::ALL`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            RequestKind::Login => 0,
+            RequestKind::FailedLogin => 1,
+            RequestKind::StuffingChecked => 2,
+            RequestKind::StuffingRefused => 3,
+            RequestKind::Refresh => 4,
+            RequestKind::Register => 5,
+            RequestKind::PasswordReset => 6,
+            RequestKind::Logout => 7,
+            RequestKind::ApiCallCached => 8,
+            RequestKind::ApiCallAuthorized => 9,
+            RequestKind::GarbageToken => 10,
+            RequestKind::FeedPoll => 11,
+        }
+    }
+
     /// A short name for tables.
     #[must_use]
     pub fn name(self) -> &'static str {
@@ -524,6 +543,13 @@ mod tests {
         assert!(close(d.rate(RequestKind::Login, 8), 8.3 / 3600.0));
         assert!(close(d.peak_rate(RequestKind::Login), 8.3 / 3600.0));
         assert_eq!(d.peak_hour().0, 8);
+    }
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, k) in RequestKind::ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{k}");
+        }
     }
 
     #[test]

@@ -163,7 +163,7 @@ fn write_report(
         o,
         "| request | API Gateway | Lambda (billed ms) | RRU | WRU | store calls | log bytes | source |\n|---|---|---|---:|---:|---:|---:|---|"
     )?;
-    for w in &table.work {
+    for w in table.work.iter() {
         let lambda = w
             .invocations
             .iter()
@@ -332,7 +332,7 @@ mod tests {
     fn the_default_report_has_every_section_and_says_what_it_is() {
         let model = LoadModel::default();
         let prices = Prices::committed().unwrap();
-        let r = render(&model, &prices, &crate::work::default_table(&model), &crate::work::hot_keys());
+        let r = render(&model, &prices, &crate::work::default_table(&model).unwrap(), &crate::work::hot_keys());
         for heading in [
             "### Model parameters",
             "### The day's requests",

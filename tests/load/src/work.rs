@@ -11,7 +11,9 @@
 //! the counted store operations in tests so a code change that adds a store
 //! call shows up. Until then every bill computed from this table says so.
 
-use crate::bill::{Function, Invocation, ItemWrite, ReadMode, StoreOp, Stored, Table, Work, WorkTable};
+use crate::bill::{
+    Function, Invocation, ItemWrite, KindWork, ReadMode, StoreOp, Stored, Table, Work, WorkError, WorkTable,
+};
 use crate::model::{LoadModel, RequestKind};
 use crate::prices::Arch;
 
@@ -230,8 +232,11 @@ pub fn default_work() -> Vec<Work> {
 }
 
 /// The whole input table for `model` (storage scales with its users).
-#[must_use]
-pub fn default_table(model: &LoadModel) -> WorkTable {
+///
+/// # Errors
+/// [`WorkError`] if [`default_work`] misses a request kind (a test checks it
+/// does not).
+pub fn default_table(model: &LoadModel) -> Result<WorkTable, WorkError> {
     let daily = model.daily();
     // Refresh tokens are kept until they expire (30 days, ISSUER_REFRESH_TTL_SECS)
     // plus DynamoDB's TTL lag; every refresh and login writes one.
@@ -241,8 +246,8 @@ pub fn default_table(model: &LoadModel) -> WorkTable {
     let overhead = 100.0; // DynamoDB's per-item storage overhead
     #[allow(clippy::cast_precision_loss)] // small constants
     let bytes = |b: u64| b as f64 + overhead;
-    WorkTable {
-        work: default_work(),
+    Ok(WorkTable {
+        work: KindWork::new(default_work())?,
         stored: vec![
             Stored {
                 what: "user items with their email-index entries",
@@ -288,7 +293,7 @@ pub fn default_table(model: &LoadModel) -> WorkTable {
         // DynamoDB SSE under the AWS managed key: about one KMS request per
         // table per 5 minutes (estimate): 3 x 288.
         kms_background_per_day: 864.0,
-    }
+    })
 }
 
 /// Keys that take a known share of some kinds' traffic: the per-partition
@@ -317,11 +322,18 @@ mod tests {
             assert_eq!(work.iter().filter(|w| w.kind == k).count(), 1, "{k}");
         }
         assert_eq!(work.len(), RequestKind::ALL.len());
+        assert!(default_table(&LoadModel::default()).is_ok());
+        let mut short = default_work();
+        short.pop();
+        assert_eq!(KindWork::new(short).unwrap_err(), WorkError::Missing(RequestKind::FeedPoll));
+        let mut twice = default_work();
+        twice.push(twice[0].clone());
+        assert_eq!(KindWork::new(twice).unwrap_err(), WorkError::Duplicate(RequestKind::Login));
     }
 
     #[test]
     fn the_input_units_per_request_by_hand() {
-        let t = default_table(&LoadModel::default());
+        let t = default_table(&LoadModel::default()).unwrap();
         let u = |k| t.of(k).units();
         // Login: counters 3 x 2 = 6; Query 0.5; delete 1; session: family 2 +
         // its index entry 1 + token 2 = 5. Writes 12, reads 0.5.

@@ -39,7 +39,14 @@ fn main() -> ExitCode {
         }
     };
     let model = LoadModel::default();
-    let text = report::render(&model, &prices, &work::default_table(&model), &work::hot_keys());
+    let table = match work::default_table(&model) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "auth-bill: the work table: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = report::render(&model, &prices, &table, &work::hot_keys());
     match std::io::stdout().lock().write_all(text.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
