@@ -1,0 +1,25 @@
+//! A day at 70 million registered users (issue 15): the load model, the
+//! dated price table, the bill computed from counted work, and an open-loop
+//! load generator for the dev stack.
+//!
+//! - [`model`]: the day's traffic as typed parameters with their reasoning,
+//!   and the diurnal curve that turns daily totals into rates per hour.
+//! - [`prices`]: `docs/bench/prices.toml`, read into typed prices.
+//! - [`bill`]: counted work per request type to DynamoDB units, Lambda
+//!   GB-seconds, log bytes, and a monthly bill per service; Cognito at the
+//!   same MAUs; capacity at the peak.
+//! - [`load`]: the open-loop engine of the `auth-load` generator.
+//! - [`report`]: the markdown `auth-bill` prints.
+//! - [`stack`]: the dev stack as the generator drives it (seeding, routes).
+//! - [`work`]: the counted-work input table (to be replaced by measured
+//!   figures).
+
+#![warn(missing_docs)]
+
+pub mod bill;
+pub mod load;
+pub mod model;
+pub mod prices;
+pub mod report;
+pub mod stack;
+pub mod work;
