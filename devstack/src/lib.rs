@@ -180,6 +180,7 @@ pub async fn run(
         "ISSUER_STORE" => Some("sqlite".into()),
         "ISSUER_AUDIENCE" => issuer_env(name).or_else(|| Some("api".into())),
         "ISSUER_DEFAULT_SCOPES" => issuer_env(name).or_else(|| Some(DEMO_SCOPES.into())),
+        "ISSUER_PRODUCT_NAME" => issuer_env(name).or_else(|| Some("Pets demo".into())),
         _ => issuer_env(name),
     });
     let icfg = IssuerConfig::from_settings(&issuer_settings, Shape::Local).map_err(|e| e.to_string())?;
