@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark of the sidecar beside the shared peer harness (../shared/bench):
+# Load benchmark of the sidecar beside the peer harness (tests/peer-bench):
 # the original Express stack, aws-jwt-verify, jose, and a bare hyper server that
 # verifies nothing (the HTTP ceiling), all in the same run, so the figures
 # compare as ratios. Prints the issue's goals (issue 2, "Performance") as
@@ -10,7 +10,7 @@
 # Steps:
 #   1. cargo build --release -p sidecar, and copy the binary into the bench
 #      directory (a rebuild by someone else cannot change it mid-run);
-#   2. prepare the harness once into $BENCH_DIR (../shared/bench/setup.sh: wrk
+#   2. prepare the harness once into $BENCH_DIR (tests/peer-bench/setup.sh: wrk
 #      from Debian if missing, a Python venv, `npm ci` of the Node peers from
 #      their lockfile, the ceiling server) unless it is already there;
 #   3. write sidecar-peer.sh there (maps the harness's PORT, JWKS_URL, ISS,
@@ -56,7 +56,7 @@ HITRATE="${HITRATE:-1}"
 PACED="${PACED:-1}"
 PACE_CONNS="${PACE_CONNS:-16}"
 PACE_MS="${PACE_MS:-1}"
-SHARED="$ROOT/../shared/bench"
+SHARED="$ROOT/tests/peer-bench"
 
 say() { printf '\n==> %s\n' "$*" >&2; }
 die() { echo "bench-sidecar: $*" >&2; exit 2; }
@@ -232,7 +232,7 @@ if [ -n "${SUMMARY_ONLY:-}" ]; then # re-print the summary of an earlier run dir
   summary "$SUMMARY_ONLY"
   exit 0
 fi
-[ -x "$SHARED/setup.sh" ] || die "the shared harness is missing: expected $SHARED/setup.sh"
+[ -x "$SHARED/setup.sh" ] || die "the peer harness is missing: expected $SHARED/setup.sh"
 for tool in cargo python3 node npm taskset curl ss awk setsid; do
   command -v "$tool" >/dev/null || die "'$tool' not found on PATH (needed by the harness)"
 done
@@ -262,7 +262,7 @@ ready() {
 if ready; then
   say "harness already prepared in $BENCH_DIR"
 else
-  say "preparing the harness in $BENCH_DIR (../shared/bench/setup.sh)"
+  say "preparing the harness in $BENCH_DIR (tests/peer-bench/setup.sh)"
   "$SHARED/setup.sh" "$BENCH_DIR"
   ready || die "setup.sh finished but the harness in $BENCH_DIR is incomplete"
 fi
