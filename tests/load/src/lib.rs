@@ -11,13 +11,18 @@
 //! - [`load`]: the open-loop engine of the `auth-load` generator.
 //! - [`report`]: the markdown `auth-bill` prints.
 //! - [`stack`]: the dev stack as the generator drives it (seeding, routes).
+//! - [`capacity`]: DynamoDB's capacity rules (item sizes, GSI entries)
+//!   applied to real items; [`meter`]: the loopback proxy in front of moto
+//!   that records each request's units.
 //! - [`work`]: the counted-work input table (to be replaced by measured
 //!   figures).
 
 #![warn(missing_docs)]
 
 pub mod bill;
+pub mod capacity;
 pub mod load;
+pub mod meter;
 pub mod model;
 pub mod prices;
 pub mod report;
