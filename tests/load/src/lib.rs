@@ -14,6 +14,10 @@
 //! - [`capacity`]: DynamoDB's capacity rules (item sizes, GSI entries)
 //!   applied to real items; [`meter`]: the loopback proxy in front of moto
 //!   that records each request's units.
+//! - [`measure`]: the issuer driven in-process, per request type: DynamoDB
+//!   requests and units, process CPU time, log bytes (`auth-work`).
+//! - [`measured`]: the measured table (`docs/bench/work.toml`), written
+//!   and read.
 //! - [`work`]: the counted-work input table (to be replaced by measured
 //!   figures).
 
@@ -22,6 +26,8 @@
 pub mod bill;
 pub mod capacity;
 pub mod load;
+pub mod measure;
+pub mod measured;
 pub mod meter;
 pub mod model;
 pub mod prices;
