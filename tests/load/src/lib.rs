@@ -16,10 +16,8 @@
 //!   that records each request's units.
 //! - [`measure`]: the issuer driven in-process, per request type: DynamoDB
 //!   requests and units, process CPU time, log bytes (`auth-work`).
-//! - [`measured`]: the measured table (`docs/bench/work.toml`), written
-//!   and read.
-//! - [`work`]: the counted-work input table (to be replaced by measured
-//!   figures).
+//! - [`work`]: the work per request the bill multiplies: measured
+//!   (`docs/bench/work.toml`) where measured, estimates elsewhere.
 
 #![warn(missing_docs)]
 
