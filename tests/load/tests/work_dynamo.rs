@@ -40,7 +40,9 @@ async fn the_meter_charges_moto_requests_by_the_rules() {
     let client = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk).endpoint_url(meter.url()).build(),
     );
-    let table = format!("meter{:08x}-Users", std::process::id());
+    // A fresh table per run: moto may have served earlier runs.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let table = format!("meter{:08x}{nanos:08x}-Users", std::process::id());
     let key = |n: &str| KeySchemaElement::builder().attribute_name(n).key_type(KeyType::Hash).build().unwrap();
     let attr = |n: &str| {
         AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
