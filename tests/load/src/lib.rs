@@ -11,13 +11,22 @@
 //! - [`load`]: the open-loop engine of the `auth-load` generator.
 //! - [`report`]: the markdown `auth-bill` prints.
 //! - [`stack`]: the dev stack as the generator drives it (seeding, routes).
-//! - [`work`]: the counted-work input table (to be replaced by measured
-//!   figures).
+//! - [`capacity`]: DynamoDB's capacity rules (item sizes, GSI entries)
+//!   applied to real items; [`meter`]: the loopback proxy in front of moto
+//!   that records each request's units.
+//! - [`measure`]: the issuer driven in-process, per request type: DynamoDB
+//!   requests and units, process CPU time, log bytes (`auth-work`).
+//! - [`work`]: the work per request the bill multiplies: measured
+//!   (`docs/bench/work.toml`) where measured, estimates elsewhere.
 
 #![warn(missing_docs)]
 
 pub mod bill;
+pub mod capacity;
 pub mod load;
+pub mod measure;
+pub mod measured;
+pub mod meter;
 pub mod model;
 pub mod prices;
 pub mod report;

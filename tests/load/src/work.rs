@@ -1,21 +1,50 @@
-//! The counted-work INPUT table: what one request of each kind costs AWS.
+//! The work per request the bill multiplies: **measured where measured**.
 //!
-//! **These are inputs, not measurements.** The store operations and item
-//! sizes were read from the issuer's DynamoDB store (`issuer/src/store/dynamo`)
-//! and `issuer/src/session.rs` at commit 16953ec; the CPU times come from the
-//! figures already in the README and infra/README.md (hand-scaled to the
-//! Lambda memory sizes); the latencies of DynamoDB calls and the log line
-//! sizes are estimates. The next step of issue 15 replaces each entry with a
-//! figure measured by a command (handler CPU time per request type, store
-//! operations counted with their item sizes, log bytes written), and asserts
-//! the counted store operations in tests so a code change that adds a store
-//! call shows up. Until then every bill computed from this table says so.
+//! The issuer's request types come from `docs/bench/work.toml`, written by
+//! `auth-work` (`scripts/measure-work.sh`): the DynamoDB requests each makes
+//! with the units the capacity meter charged, process CPU time per request,
+//! and log bytes at INFO in the Lambda's JSON format ([`measured_work`]).
+//! The request types it does not measure (the authorizer's: a cached API
+//! call, an authorizer run, a garbage token) and every type when the file
+//! is missing fall back to the estimates of [`estimated_work`], whose
+//! sources say "estimate"; [`measured_work`] returns which kinds fell back.
+//!
+//! CPU time is converted to Lambda's billed duration with a stated
+//! assumption ([`cpu_share`]): Lambda gives a function a share of a vCPU in
+//! proportion to its memory, one full vCPU at 1,769 MB, so at 1,024 MB a
+//! function gets 1024/1769 = 0.579 of a vCPU and
+//! `billed ms = ceil(measured CPU ms / share + store wait ms)`, taking a
+//! Lambda arm64 (Graviton) vCPU to be as fast as one core of the measuring
+//! machine. Store wait is not measured (moto is not DynamoDB): it is
+//! [`STORE_CALL_MS`] per single-item call and [`TRANSACT_MS`] per
+//! transaction, over the calls the meter counted.
+//!
+//! The estimates were read from the issuer's DynamoDB store and
+//! `issuer/src/session.rs` at commit 16953ec, with CPU times from the README
+//! and infra/README.md.
 
 use crate::bill::{
     Function, Invocation, ItemWrite, KindWork, ReadMode, StoreOp, Stored, Table, Work, WorkError, WorkTable,
 };
+use crate::measured::{Measured, MeasuredTable};
 use crate::model::{LoadModel, RequestKind};
 use crate::prices::Arch;
+
+/// The measured table, relative to this crate.
+pub const WORK_TOML: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/bench/work.toml");
+
+/// Memory at which Lambda gives a function one full vCPU (Lambda developer
+/// guide, "Configure Lambda function memory": "at 1,769 MB, a function has
+/// the equivalent of one vCPU").
+pub const FULL_VCPU_MB: f64 = 1769.0;
+
+/// The share of one vCPU a function gets at its memory size (at most 1:
+/// above 1,769 MB a function gets more vCPUs, which a single request
+/// mostly cannot use).
+#[must_use]
+pub fn cpu_share(f: Function) -> f64 {
+    (f64::from(f.memory_mb) / FULL_VCPU_MB).min(1.0)
+}
 
 /// The issuer function as the template deploys it (`IssuerMemorySize`
 /// default 1024, arm64).
@@ -106,10 +135,10 @@ fn api_call(kind: RequestKind, authorizer_cpu_ms: Option<f64>, source: &'static 
     }
 }
 
-/// The work of one request of each kind (see the module docs: inputs to be
-/// replaced by measured figures).
+/// The estimated work of one request of each kind: the fallback for the
+/// kinds `auth-work` does not measure (see the module docs).
 #[must_use]
-pub fn default_work() -> Vec<Work> {
+pub fn estimated_work() -> Vec<Work> {
     use RequestKind as K;
     vec![
         issuer(
@@ -128,21 +157,21 @@ pub fn default_work() -> Vec<Work> {
                 },
             ],
             vec![AUDIT_LINE_BYTES],
-            "session.rs login(); hash time from infra/README.md; 0.61 ms besides the hash (README)",
+            "estimate: session.rs login(); hash time from infra/README.md; 0.61 ms besides the hash (README)",
         ),
         issuer(
             K::FailedLogin,
             HASH_MS_1024 + 1.0,
             vec![attempt_counters(), user_by_email(true)],
             vec![AUDIT_LINE_BYTES],
-            "session.rs login(), wrong password: same hash work by design",
+            "estimate: session.rs login(), wrong password: same hash work by design",
         ),
         issuer(
             K::StuffingChecked,
             HASH_MS_1024 + 1.0,
             vec![attempt_counters(), user_by_email(false)],
             vec![AUDIT_LINE_BYTES],
-            "session.rs login(), unknown user: a dummy hash of the same cost",
+            "estimate: session.rs login(), unknown user: a dummy hash of the same cost",
         ),
         issuer(
             K::StuffingRefused,
@@ -151,7 +180,7 @@ pub fn default_work() -> Vec<Work> {
             // re-checked against DynamoDB's billing; see the bill notes).
             vec![attempt_counters()],
             vec![AUDIT_LINE_BYTES],
-            "session.rs login(), refused by a counter before any password work",
+            "estimate: session.rs login(), refused by a counter before any password work",
         ),
         issuer(
             K::Refresh,
@@ -165,7 +194,7 @@ pub fn default_work() -> Vec<Work> {
                 StoreOp::Transact { table: Table::RefreshTokens, items: vec![ItemWrite::plain(TOKEN_ITEM); 3] },
             ],
             vec![],
-            "session.rs refresh(); 0.60 ms on the embedded store (README), scaled to 1024 MB",
+            "estimate: session.rs refresh(); 0.60 ms on the embedded store (README), scaled to 1024 MB",
         ),
         issuer(
             K::Register,
@@ -175,7 +204,7 @@ pub fn default_work() -> Vec<Work> {
                 items: vec![ItemWrite::indexed(USER_ITEM, USER_GSI_ENTRY), ItemWrite::plain(EMAIL_MARKER)],
             }],
             vec![AUDIT_LINE_BYTES],
-            "session.rs register() at 16953ec; verified sign-up (issue 16) adds a token write and a mail",
+            "estimate: session.rs register() at 16953ec; verified sign-up (issue 16) adds a token write and a mail",
         ),
         issuer(
             K::PasswordReset,
@@ -194,7 +223,7 @@ pub fn default_work() -> Vec<Work> {
                 },
             ],
             vec![AUDIT_LINE_BYTES, AUDIT_LINE_BYTES],
-            "ESTIMATE: issue 16's routes are not built yet",
+            "estimate: issue 16's routes are not built yet",
         ),
         issuer(
             K::Logout,
@@ -207,15 +236,15 @@ pub fn default_work() -> Vec<Work> {
                 StoreOp::Transact { table: Table::Revocations, items: vec![ItemWrite::plain(REVOCATION_EVENT)] },
             ],
             vec![AUDIT_LINE_BYTES],
-            "session.rs logout(); the transaction spans two tables (split here per table)",
+            "estimate: session.rs logout(); the transaction spans two tables (split here per table)",
         ),
-        api_call(K::ApiCallCached, None, "API Gateway's cached policy: no invocation"),
+        api_call(K::ApiCallCached, None, "API Gateway's cached policy: no invocation (nothing to measure)"),
         api_call(
             K::ApiCallAuthorized,
             Some(0.5),
-            "README: handler 17.7 us on the RS256 path; at 128 MB (~1/14 vCPU) plus the Runtime API round trip, under 1 ms: bills 1 ms",
+            "estimate: README: handler 17.7 us on the RS256 path; at 128 MB (~1/14 vCPU) plus the Runtime API round trip, under 1 ms: bills 1 ms",
         ),
-        api_call(K::GarbageToken, Some(0.2), "a token that fails to parse or verify: bills the 1 ms minimum"),
+        api_call(K::GarbageToken, Some(0.2), "estimate: a token that fails to parse or verify: bills the 1 ms minimum"),
         issuer(
             K::FeedPoll,
             0.5,
@@ -226,17 +255,130 @@ pub fn default_work() -> Vec<Work> {
                 mode: ReadMode::Strong,
             }],
             vec![],
-            "session.rs revocations(): one Query of the current hour after the cursor",
+            "estimate: session.rs revocations(): one Query of the current hour after the cursor",
         ),
     ]
 }
 
-/// The whole input table for `model` (storage scales with its users).
+/// Which measured request types make up one request of each model kind
+/// (a sign-up is the registration and the verification; a password reset
+/// the request and the completion: one invocation each). A feed poll is a
+/// page holding one event (a poll a second sees the second's few events).
+#[must_use]
+pub fn measured_names(kind: RequestKind) -> &'static [&'static str] {
+    use RequestKind as K;
+    match kind {
+        K::Login => &["login"],
+        K::FailedLogin => &["login_failed"],
+        K::StuffingChecked => &["stuffing_checked"],
+        K::StuffingRefused => &["stuffing_refused"],
+        K::Refresh => &["refresh"],
+        K::Register => &["register", "verify_email"],
+        K::PasswordReset => &["forgot_password", "reset_password"],
+        K::Logout => &["logout"],
+        K::FeedPoll => &["revocations_page"],
+        K::ApiCallCached | K::ApiCallAuthorized | K::GarbageToken => &[],
+    }
+}
+
+/// The issuer invocation of one measured request type at [`ISSUER`]'s
+/// memory: CPU scaled by [`cpu_share`], store wait by the calls counted.
+#[must_use]
+pub fn invocation(m: &Measured) -> Invocation {
+    // A transaction over two tables is one call (two charges): count calls.
+    let wait_ms: f64 = m
+        .dynamo
+        .iter()
+        .map(|c| if c.charges.iter().any(StoreOp::is_transaction) { TRANSACT_MS } else { STORE_CALL_MS })
+        .sum();
+    Invocation { function: ISSUER, cpu_ms: m.cpu_ms / cpu_share(ISSUER), wait_ms }
+}
+
+/// Log lines of a measured request: its mean line count (rounded), each of
+/// the mean size.
+fn log_lines(ms: &[&Measured]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for m in ms {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // small, non-negative
+        let n = m.log_lines.round() as usize;
+        if n > 0 {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let each = (m.log_bytes / n as f64).round() as u32;
+            out.extend(std::iter::repeat_n(each, n));
+        }
+    }
+    out
+}
+
+/// The work of every kind: measured from `table` where it holds every
+/// request type the kind is made of, else the estimate. Returns the work
+/// and the kinds that fell back.
+#[must_use]
+pub fn measured_work(table: &MeasuredTable) -> (Vec<Work>, Vec<RequestKind>) {
+    let mut fell_back = Vec::new();
+    let work = estimated_work()
+        .into_iter()
+        .map(|est| {
+            let names = measured_names(est.kind);
+            let found: Option<Vec<&Measured>> = names.iter().map(|n| table.get(n)).collect();
+            match found {
+                Some(ms) if !ms.is_empty() => Work {
+                    kind: est.kind,
+                    api_gateway: true,
+                    protected_api_call: false,
+                    invocations: ms.iter().map(|m| invocation(m)).collect(),
+                    store: ms.iter().flat_map(|m| m.dynamo.iter().flat_map(|c| c.charges.iter().cloned())).collect(),
+                    log_lines: log_lines(&ms),
+                    source: "measured: docs/bench/work.toml (auth-work); CPU / (1024/1769 vCPU) + estimated store wait",
+                },
+                _ => {
+                    fell_back.push(est.kind);
+                    est
+                }
+            }
+        })
+        .collect();
+    (work, fell_back)
+}
+
+/// The measured table at [`WORK_TOML`], if present and readable.
 ///
 /// # Errors
-/// [`WorkError`] if [`default_work`] misses a request kind (a test checks it
-/// does not).
+/// A message naming the file when it exists but does not parse.
+pub fn load_measured() -> Result<Option<MeasuredTable>, String> {
+    match std::fs::read_to_string(WORK_TOML) {
+        Ok(text) => crate::measured::parse(&text).map(Some).map_err(|e| format!("{WORK_TOML}: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{WORK_TOML}: {e}")),
+    }
+}
+
+/// The work the bill uses: measured where `docs/bench/work.toml` has it,
+/// estimates elsewhere (and everywhere when the file is missing or
+/// unreadable: the estimates are then the whole table).
+#[must_use]
+pub fn current_work() -> (Vec<Work>, Vec<RequestKind>) {
+    match load_measured() {
+        Ok(Some(t)) => measured_work(&t),
+        _ => (estimated_work(), RequestKind::ALL.to_vec()),
+    }
+}
+
+/// The whole table for `model` from the current work ([`current_work`]).
+///
+/// # Errors
+/// [`WorkError`] if the work misses a request kind (a test checks it does
+/// not).
 pub fn default_table(model: &LoadModel) -> Result<WorkTable, WorkError> {
+    table(model, current_work().0)
+}
+
+/// The whole table for `model` with `work` (storage scales with its users;
+/// stored item sizes are the estimates above).
+///
+/// # Errors
+/// [`WorkError`] if `work` misses a request kind.
+pub fn table(model: &LoadModel, work: Vec<Work>) -> Result<WorkTable, WorkError> {
     let daily = model.daily();
     // Refresh tokens are kept until they expire (30 days, ISSUER_REFRESH_TTL_SECS)
     // plus DynamoDB's TTL lag; every refresh and login writes one.
@@ -247,7 +389,7 @@ pub fn default_table(model: &LoadModel) -> Result<WorkTable, WorkError> {
     #[allow(clippy::cast_precision_loss)] // small constants
     let bytes = |b: u64| b as f64 + overhead;
     Ok(WorkTable {
-        work: KindWork::new(default_work())?,
+        work: KindWork::new(work)?,
         stored: vec![
             Stored {
                 what: "user items with their email-index entries",
@@ -300,7 +442,7 @@ pub fn default_table(model: &LoadModel) -> Result<WorkTable, WorkError> {
 /// limits apply to them whatever the table's size.
 #[must_use]
 pub fn hot_keys() -> Vec<crate::bill::HotKey> {
-    let work = default_work();
+    let work = current_work().0;
     let on = |k: RequestKind, t: Table| work.iter().find(|w| w.kind == k).map(|w| w.units_on(t)).unwrap_or_default();
     vec![crate::bill::HotKey {
         what: "Revocations: the current hour's partition REVOKE#<hour> (every feed event, every poll)",
@@ -317,23 +459,23 @@ mod tests {
 
     #[test]
     fn every_request_kind_has_one_work_entry() {
-        let work = default_work();
+        let work = estimated_work();
         for k in RequestKind::ALL {
             assert_eq!(work.iter().filter(|w| w.kind == k).count(), 1, "{k}");
         }
         assert_eq!(work.len(), RequestKind::ALL.len());
         assert!(default_table(&LoadModel::default()).is_ok());
-        let mut short = default_work();
+        let mut short = estimated_work();
         short.pop();
         assert_eq!(KindWork::new(short).unwrap_err(), WorkError::Missing(RequestKind::FeedPoll));
-        let mut twice = default_work();
+        let mut twice = estimated_work();
         twice.push(twice[0].clone());
         assert_eq!(KindWork::new(twice).unwrap_err(), WorkError::Duplicate(RequestKind::Login));
     }
 
     #[test]
-    fn the_input_units_per_request_by_hand() {
-        let t = default_table(&LoadModel::default()).unwrap();
+    fn the_estimated_units_per_request_by_hand() {
+        let t = table(&LoadModel::default(), estimated_work()).unwrap();
         let u = |k| t.of(k).units();
         // Login: counters 3 x 2 = 6; Query 0.5; delete 1; session: family 2 +
         // its index entry 1 + token 2 = 5. Writes 12, reads 0.5.
@@ -351,5 +493,78 @@ mod tests {
         assert_eq!(u(RequestKind::ApiCallCached), crate::bill::Units::default());
         // Login waits: two transactions (20 ms) and two single calls (10 ms).
         assert_eq!(t.of(RequestKind::Login).invocations[0].wait_ms, 30.0);
+    }
+
+    fn one(name: &str, cpu_ms: f64, dynamo: Vec<crate::measured::Call>) -> Measured {
+        Measured { name: name.into(), reps: 1, cpu_ms, cpu_ms_sqlite: cpu_ms, log_bytes: 300.0, log_lines: 1.0, dynamo }
+    }
+
+    #[test]
+    fn measured_work_replaces_the_estimates_it_covers() {
+        use crate::measured::Call;
+        let get = Call {
+            op: "GetItem".into(),
+            error: None,
+            charges: vec![StoreOp::Get { table: Table::Users, item_bytes: 500, mode: ReadMode::Strong }],
+        };
+        let tx = Call {
+            op: "TransactWriteItems".into(),
+            error: None,
+            charges: vec![
+                StoreOp::Transact { table: Table::RefreshTokens, items: vec![ItemWrite::plain(300)] },
+                StoreOp::Transact { table: Table::Revocations, items: vec![ItemWrite::plain(200)] },
+            ],
+        };
+        let t = MeasuredTable {
+            date: "d".into(),
+            commit: "c".into(),
+            machine: "m".into(),
+            profile: "release".into(),
+            requests: vec![one("logout", 1.769, vec![get.clone(), tx]), one("refresh", 0.5, vec![get])],
+        };
+        let (work, fell_back) = measured_work(&t);
+        let w = |k| work.iter().find(|w| w.kind == k).unwrap();
+        let logout = w(RequestKind::Logout);
+        // CPU 1.769 ms on the measuring machine / (1024/1769) = 3.056 ms at
+        // 1024 MB; waits: one GetItem 5 ms + one transaction (two tables,
+        // one call) 10 ms = 15; billed ceil(18.056) = 19 ms.
+        assert!((logout.invocations[0].cpu_ms - 1.769 * 1769.0 / 1024.0).abs() < 1e-9);
+        assert_eq!(logout.invocations[0].wait_ms, 15.0);
+        assert_eq!(logout.invocations[0].billed_ms(), 19.0);
+        // Units: Get 1 RRU; the transaction 2 + 2 = 4 WRU, 2 of them on Revocations.
+        assert_eq!(logout.units(), crate::bill::Units { read: 1.0, write: 4.0 });
+        assert_eq!(logout.units_on(Table::Revocations).write, 2.0);
+        assert_eq!(logout.log_lines, vec![300]);
+        assert!(logout.source.starts_with("measured"));
+        // Not measured: everything else, with the estimates' sources.
+        assert!(fell_back.contains(&RequestKind::Login) && fell_back.contains(&RequestKind::ApiCallAuthorized));
+        assert!(!fell_back.contains(&RequestKind::Logout) && !fell_back.contains(&RequestKind::Refresh));
+        assert!(w(RequestKind::Login).source.starts_with("estimate"));
+        // A kind made of two request types needs both (register + verify_email).
+        assert!(fell_back.contains(&RequestKind::Register));
+        assert!(table(&LoadModel::default(), work).is_ok());
+    }
+
+    #[test]
+    fn cpu_share_by_memory() {
+        // 1024 MB: 1024/1769 = 0.5789 of a vCPU; 1769 MB and above: one.
+        assert!((cpu_share(ISSUER) - 0.578_858).abs() < 1e-6);
+        assert_eq!(cpu_share(Function { name: "x", memory_mb: 3008, arch: Arch::Arm64 }), 1.0);
+    }
+
+    #[test]
+    fn the_committed_work_toml_covers_every_issuer_kind() {
+        // The bill must not fall back silently: the committed table parses
+        // and measures every kind the issuer serves.
+        let t = load_measured().unwrap().expect("docs/bench/work.toml is committed (scripts/measure-work.sh)");
+        for name in crate::measure::REQUEST_TYPES {
+            assert!(t.get(name).is_some(), "{name} measured");
+        }
+        let (_, fell_back) = measured_work(&t);
+        assert_eq!(
+            fell_back,
+            vec![RequestKind::ApiCallCached, RequestKind::ApiCallAuthorized, RequestKind::GarbageToken],
+            "only the authorizer's kinds are estimates"
+        );
     }
 }
