@@ -1,6 +1,6 @@
 // The seed system's API Gateway Lambda authorizer, as it was written on its
 // Node.js stack: jsonwebtoken.verify (RS256) with the key from jwks-rsa
-// (fetched at init, then served from jwks-rsa's in-memory cache), returning
+// (fetched once at init; an unknown kid is refetched, rate-limited), returning
 // an IAM policy shaped like ours (authorizer/src/policy.rs).
 //
 // Settings (the same variables as our authorizer, so one harness drives both):
@@ -20,6 +20,10 @@ import jwksRsa from 'jwks-rsa';
 const JWKS_TIMEOUT_MS = 2000;
 let settings = null;
 let jwks = null;
+// kid -> PEM public key, filled from the JWKS at init. The PEM string is
+// what jwks-rsa hands out and what the seed passed to jsonwebtoken, which
+// parses it on every verify.
+const keys = new Map();
 
 function required(env, name) {
   const v = env[name];
@@ -43,9 +47,18 @@ export async function init(env = process.env) {
     jwksRequestsPerMinute: 10,
     timeout: JWKS_TIMEOUT_MS,
   });
-  // Warm jwks-rsa's per-kid cache, as the first request would.
-  const keys = await jwks.getSigningKeys();
-  await Promise.all(keys.map((k) => jwks.getSigningKey(k.kid)));
+  keys.clear();
+  for (const k of await jwks.getSigningKeys()) keys.set(k.kid, k.getPublicKey());
+}
+
+/** The key for `kid`: from init's JWKS, else one rate-limited refetch. */
+async function publicKey(kid) {
+  let pem = keys.get(kid);
+  if (pem === undefined) {
+    pem = (await jwks.getSigningKey(kid)).getPublicKey();
+    keys.set(kid, pem);
+  }
+  return pem;
 }
 
 function unauthorized() {
@@ -92,8 +105,7 @@ export async function handler(event) {
   if (!decoded || typeof decoded.header?.kid !== 'string') throw unauthorized();
   let claims;
   try {
-    const key = await jwks.getSigningKey(decoded.header.kid);
-    claims = jwt.verify(token, key.getPublicKey(), {
+    claims = jwt.verify(token, await publicKey(decoded.header.kid), {
       algorithms: ['RS256'],
       issuer: settings.issuer,
       audience: settings.audience,

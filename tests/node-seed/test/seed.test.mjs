@@ -10,6 +10,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import bcrypt from 'bcrypt';
 import jwt from 'jsonwebtoken';
 
 import * as authorizer from '../authorizer.mjs';
@@ -57,7 +58,14 @@ const authEnv = () => ({
 });
 
 describe('authorizer', () => {
-  before(() => authorizer.init(authEnv()));
+  let initFetches;
+  before(async () => {
+    const before = jwksFetches;
+    await authorizer.init(authEnv());
+    initFetches = jwksFetches - before;
+  });
+
+  it('fetches the JWKS once at init', () => assert.equal(initFetches, 1));
 
   it('allows a valid token on the whole stage, with the subject as principal', async () => {
     const before = jwksFetches;
@@ -76,6 +84,13 @@ describe('authorizer', () => {
   it('denies a valid token without the required scope', async () => {
     const p = await authorizer.handler({ type: 'TOKEN', authorizationToken: `Bearer ${token({ scope: 'other' })}`, methodArn: ARN });
     assert.equal(p.policyDocument.Statement[0].Effect, 'Deny');
+  });
+
+  it('refetches the JWKS for an unknown kid, then refuses', async () => {
+    const before = jwksFetches;
+    const ev = { type: 'TOKEN', authorizationToken: `Bearer ${token({}, { kid: 'k9' })}`, methodArn: ARN };
+    await assert.rejects(authorizer.handler(ev), { message: 'Unauthorized' });
+    assert.equal(jwksFetches, before + 1);
   });
 
   const refused = {
@@ -107,10 +122,13 @@ describe('issuer', () => {
       ISSUER_AUDIENCE: 'api',
       ISSUER_SIGNING_KEY_PEM: privateKey.export({ format: 'pem', type: 'pkcs8' }),
       ISSUER_KID: 'k1',
-      SEED_USERS: JSON.stringify([{ email: 'ann@example.com', password: 'correct horse battery', scope: 'pets:read' }]),
+      SEED_USERS: JSON.stringify([
+        { email: 'ann@example.com', password: 'correct horse battery', scope: 'pets:read' },
+        { email: 'cy@example.com', hash: bcrypt.hashSync('tr0ub4dor&3', 10), scope: '' },
+      ]),
     }));
 
-  it('stores bcrypt cost-10 hashes', () => assert.equal(issuer.BCRYPT_COST, 10));
+  it('hashes seeded passwords with bcrypt cost 10', () => assert.equal(issuer.BCRYPT_COST, 10));
 
   let cookie;
   it('logs in with the right password: a 15-minute RS256 token the authorizer accepts', async () => {
@@ -124,6 +142,11 @@ describe('issuer', () => {
     assert.equal(p.policyDocument.Statement[0].Effect, 'Allow');
     cookie = r.headers['set-cookie'].split(';')[0];
     assert.match(cookie, /^refresh_token=[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('takes a seeded bcrypt hash as it is', async () => {
+    assert.equal((await issuer.handler(login('cy@example.com', 'tr0ub4dor&3'))).statusCode, 200);
+    assert.equal((await issuer.handler(login('cy@example.com', 'tr0ub4dor&4'))).statusCode, 401);
   });
 
   it('refuses a wrong password and an unknown email with the same 401', async () => {
