@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Our Rust Lambda functions beside the seed system's Node.js stack (issue 15):
+# the seed's authorizer (jsonwebtoken + jwks-rsa) and login (bcrypt cost 10 +
+# jsonwebtoken), ported as Lambda bootstraps in tests/node-seed/, and ours,
+# measured in one run on this machine; then the Lambda duration bill per
+# million requests for each at its typical memory size.
+#
+# Writes docs/bench/node-seed.md (the figures and the bill, with date, commit
+# and machine) and docs/bench/node-seed.toml (per request type: ms per
+# invocation, memory, architecture, for the day-at-70M bill).
+#
+# What runs, in one run, ours and the seed's interleaved in each round:
+# - the Node handler tests (`node --test`), which must pass first;
+# - authorizer init: process start to the first `invocation/next` (JWKS
+#   fetched from loopback during init), `lambda-bench --init-only`;
+# - authorizer invocations through the Runtime API on loopback
+#   (`lambda-bench`): one token over and over (our verified-token cache hits)
+#   and a distinct RS256 token per invocation (no cache can help);
+# - login: the seed's through its bootstrap and the Runtime API
+#   (`lambda-bench --event-file`), ours in-process through `App::handle` on
+#   the embedded store (`login-bench`; no Runtime API hop, no DynamoDB).
+#
+# Usage: scripts/bench-node-seed.sh [--quick]     (quick: one short round, under 3 minutes once built)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+if [ "$QUICK" = 1 ]; then
+  ROUNDS=1 HOT=3000 DISTINCT=1500 LOGINS=20 INITS=5
+else
+  ROUNDS=3 HOT=30000 DISTINCT=10000 LOGINS=100 INITS=20
+fi
+
+for tool in node npm openssl python3 cargo; do
+  command -v "$tool" >/dev/null || { echo "bench-node-seed: $tool is needed and not on PATH" >&2; exit 1; }
+done
+NODE=$(command -v node)
+node_major=$("$NODE" -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || { echo "bench-node-seed: Node.js 20 or later is needed (found $("$NODE" --version))" >&2; exit 1; }
+
+echo "==> npm ci (tests/node-seed, versions pinned by its package-lock.json)"
+(cd tests/node-seed && npm ci --no-audit --no-fund --loglevel=error)
+echo "==> node --test (the seed handlers answer allow/deny/401 and right/wrong password)"
+(cd tests/node-seed && "$NODE" --test --test-reporter=dot)
+
+echo "==> cargo build --release (authorizer, lambda-bench, login-bench)"
+cargo build --release -p authorizer -p e2e-tests --bin authorizer --bin lambda-bench --bin login-bench
+REL="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+SEED="$ROOT/tests/node-seed"
+
+OUT=$(mktemp -d /tmp/bench-node-seed.XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+RAW="$OUT/raw.txt"
+: >"$RAW"
+mkdir -p "$OUT/times"
+
+# The seed issuer's settings: an RS256 key and one user whose bcrypt hash
+# (cost 10) is made here, as the seed's database held it.
+KEY=$(openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null)
+USERS=$(cd "$SEED" && "$NODE" -e '
+  const bcrypt = require("bcrypt");
+  const hash = bcrypt.hashSync("correct horse battery", 10);
+  console.log(JSON.stringify([{ email: "bench@example.com", hash, scope: "pets:read" }]));')
+NODE_ENV_ARGS=(--env "PATH=$PATH" --env "NODE=$NODE")
+ISSUER_ENV_ARGS=("${NODE_ENV_ARGS[@]}" --env "ISSUER_URL=https://issuer.test" --env ISSUER_AUDIENCE=api
+  --env "ISSUER_SIGNING_KEY_PEM=$KEY" --env "SEED_USERS=$USERS")
+
+# run LABEL ROUND COMMAND...: keeps the command's BENCH lines, tagged, and
+# the load and hypervisor steal around it.
+run() {
+  local label=$1 round=$2
+  shift 2
+  printf '  %-22s ' "$label" >&2
+  local load_before steal_before
+  load_before=$(cut -d' ' -f1 /proc/loadavg)
+  steal_before=$(awk '/^cpu /{print $9}' /proc/stat)
+  "$@" 2>"$OUT/stderr" | grep '^BENCH' | sed "s/^BENCH /BENCH label=$label round=$round /" >>"$RAW" || {
+    cat "$OUT/stderr" >&2
+    echo "bench-node-seed: $label failed" >&2
+    exit 1
+  }
+  local steal
+  steal=$(( $(awk '/^cpu /{print $9}' /proc/stat) - steal_before ))
+  echo "BENCH label=$label round=$round what=machine load1=$load_before steal_ticks=$steal" >>"$RAW"
+  tail -n 2 "$RAW" | head -n 1 | cut -c1-150 >&2
+}
+
+OURS="$REL/authorizer"
+THEIRS="$SEED/bootstrap-authorizer.sh"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "==> round $round of $ROUNDS"
+  run ours-authz-init "$round" "$REL/lambda-bench" --bin "$OURS" --alg RS256 --init-only --runs "$INITS"
+  run seed-authz-init "$round" "$REL/lambda-bench" --bin "$THEIRS" --alg RS256 --init-only --runs "$INITS" "${NODE_ENV_ARGS[@]}"
+  run ours-authz-hot "$round" "$REL/lambda-bench" --times-out "$OUT/times/ours-authz-hot-$round.txt" --bin "$OURS" --alg RS256 --distinct 1 --invocations "$HOT"
+  run seed-authz-hot "$round" "$REL/lambda-bench" --times-out "$OUT/times/seed-authz-hot-$round.txt" --bin "$THEIRS" --alg RS256 --distinct 1 --invocations "$HOT" "${NODE_ENV_ARGS[@]}"
+  run ours-authz-distinct "$round" "$REL/lambda-bench" --times-out "$OUT/times/ours-authz-distinct-$round.txt" --bin "$OURS" --alg RS256 --distinct "$DISTINCT" --invocations "$DISTINCT"
+  run seed-authz-distinct "$round" "$REL/lambda-bench" --times-out "$OUT/times/seed-authz-distinct-$round.txt" --bin "$THEIRS" --alg RS256 --distinct "$DISTINCT" --invocations "$DISTINCT" "${NODE_ENV_ARGS[@]}"
+  run ours-login "$round" "$REL/login-bench" --logins "$LOGINS" --times-out "$OUT/times/ours-login-$round.txt"
+  run seed-login "$round" "$REL/lambda-bench" --times-out "$OUT/times/seed-login-$round.txt" --bin "$SEED/bootstrap-issuer.sh" --event-file "$SEED/fixtures/login-event.json" \
+    --invocations "$LOGINS" "${ISSUER_ENV_ARGS[@]}"
+  run seed-login-init "$round" "$REL/lambda-bench" --bin "$SEED/bootstrap-issuer.sh" --init-only --runs "$INITS" "${ISSUER_ENV_ARGS[@]}"
+done
+
+MODE=full
+[ "$QUICK" = 1 ] && MODE=quick
+python3 "$SEED/report.py" \
+  --raw "$RAW" --times "$OUT/times" --prices docs/bench/prices.toml --mode "$MODE" \
+  --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --commit "$(git rev-parse --short HEAD)$([ -z "$(git status --porcelain -- . ':!docs/bench/node-seed.*')" ] || echo '+uncommitted changes')" \
+  --machine "$(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)" \
+  --node "$("$NODE" --version)" --rustc "$(rustc --version | cut -d' ' -f2)" \
+  --versions "$(cd "$SEED" && "$NODE" -p 'const l=require("./package-lock.json").packages; ["jsonwebtoken","jwks-rsa","bcrypt"].map(n=>n+" "+l["node_modules/"+n].version).join(", ")')" \
+  --md docs/bench/node-seed.md --toml docs/bench/node-seed.toml
+cp "$RAW" "${CARGO_TARGET_DIR:-$ROOT/target}/node-seed-raw.txt" 2>/dev/null || true
+echo "==> wrote docs/bench/node-seed.md and docs/bench/node-seed.toml"
