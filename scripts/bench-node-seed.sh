@@ -32,12 +32,12 @@ case "${1:-}" in
   *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
 esac
 if [ "$QUICK" = 1 ]; then
-  ROUNDS=1 HOT=3000 DISTINCT=1500 LOGINS=20 INITS=5
+  ROUNDS=1 HOT=3000 DISTINCT=1500 LOGINS=20 INITS=5 RETRIES=1 QUIET_WAIT=10
 else
-  ROUNDS=3 HOT=30000 DISTINCT=10000 LOGINS=100 INITS=20
+  ROUNDS=3 HOT=30000 DISTINCT=10000 LOGINS=100 INITS=20 RETRIES=2 QUIET_WAIT=30
 fi
 
-for tool in node npm openssl python3 cargo; do
+for tool in node npm openssl python3 cargo taskset; do
   command -v "$tool" >/dev/null || { echo "bench-node-seed: $tool is needed and not on PATH" >&2; exit 1; }
 done
 NODE=$(command -v node)
@@ -71,24 +71,67 @@ NODE_ENV_ARGS=(--env "PATH=$PATH" --env "NODE=$NODE")
 ISSUER_ENV_ARGS=("${NODE_ENV_ARGS[@]}" --env "ISSUER_URL=https://issuer.test" --env ISSUER_AUDIENCE=api
   --env "ISSUER_SIGNING_KEY_PEM=$KEY" --env "SEED_USERS=$USERS")
 
-# run LABEL ROUND COMMAND...: keeps the command's BENCH lines, tagged, and
-# the load and hypervisor steal around it.
+# The machine is shared: CPU time used by other processes is read from
+# /proc/stat (all busy ticks) minus what this script's children used (bash's
+# `times`). Before each measurement the script waits (up to QUIET_WAIT s) for a
+# second in which others use under QUIET_CORES; a measurement during which
+# others used more is retried, up to RETRIES times, and the quietest attempt
+# is kept. Each kept measurement records others' CPU in the report.
+QUIET_CORES=0.5
+# Each measurement runs on one CPU (driver and function alike, as taskset
+# pins them with their threads): Lambda gives a function at most a share of
+# cores, and on this VM a round trip between two idle vCPUs costs more in
+# wake-ups (about 150 us) than our whole invocation.
+BENCH_CPU=${BENCH_CPU:-$(($(nproc) - 1))}
+HZ=$(getconf CLK_TCK)
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+# CHILDREN: user+sys of this shell's finished children, in seconds (`times`
+# must run in this shell, not in a command substitution's subshell).
+children_secs() {
+  times >"$OUT/times-of-shell"
+  CHILDREN=$(tail -n 1 "$OUT/times-of-shell" | awk '{n=0; for(i=1;i<=2;i++){split($i,a,/[ms]/); n+=a[1]*60+a[2]} print n}')
+}
+wait_quiet() {
+  local i b0 b1
+  for i in $(seq 1 "$QUIET_WAIT"); do
+    b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
+    awk -v d=$((b1 - b0)) -v hz="$HZ" -v q="$QUIET_CORES" 'BEGIN{exit !(d/hz < q)}' && return 0
+  done
+  echo "  (machine still busy after 30 s; measuring anyway)" >&2
+}
+
+# run LABEL ROUND COMMAND...: keeps the command's BENCH lines and times,
+# tagged, with others' CPU during it.
 run() {
   local label=$1 round=$2
   shift 2
-  printf '  %-22s ' "$label" >&2
-  local load_before steal_before
-  load_before=$(cut -d' ' -f1 /proc/loadavg)
-  steal_before=$(awk '/^cpu /{print $9}' /proc/stat)
-  "$@" 2>"$OUT/stderr" | grep '^BENCH' | sed "s/^BENCH /BENCH label=$label round=$round /" >>"$RAW" || {
-    cat "$OUT/stderr" >&2
-    echo "bench-node-seed: $label failed" >&2
-    exit 1
-  }
-  local steal
-  steal=$(( $(awk '/^cpu /{print $9}' /proc/stat) - steal_before ))
-  echo "BENCH label=$label round=$round what=machine load1=$load_before steal_ticks=$steal" >>"$RAW"
-  tail -n 2 "$RAW" | head -n 1 | cut -c1-150 >&2
+  local attempt best="" best_others=999 others
+  for attempt in $(seq 0 "$RETRIES"); do
+    wait_quiet
+    local b0 c0 t0 b1 c1 t1
+    children_secs; c0=$CHILDREN; b0=$(busy_ticks); t0=$(date +%s.%N)
+    taskset -c "$BENCH_CPU" "$@" 2>"$OUT/stderr" >"$OUT/stdout" || {
+      cat "$OUT/stderr" >&2
+      echo "bench-node-seed: $label failed" >&2
+      exit 1
+    }
+    t1=$(date +%s.%N); b1=$(busy_ticks); children_secs; c1=$CHILDREN
+    others=$(awk -v b=$((b1 - b0)) -v hz="$HZ" -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" \
+      'BEGIN{o=(b/hz - (c1-c0))/(t1-t0); if(o<0)o=0; printf "%.2f", o}')
+    if awk -v o="$others" -v b="$best_others" 'BEGIN{exit !(o < b)}'; then
+      best_others=$others
+      best=$attempt
+      cp "$OUT/stdout" "$OUT/best-stdout"
+      [ -f "$OUT/times/$label-$round.txt" ] && cp "$OUT/times/$label-$round.txt" "$OUT/best-times"
+    fi
+    awk -v o="$others" -v q="$QUIET_CORES" 'BEGIN{exit !(o < q)}' && break
+    echo "  $label: others used $others cores; again" >&2
+  done
+  [ -f "$OUT/best-times" ] && mv "$OUT/best-times" "$OUT/times/$label-$round.txt"
+  grep '^BENCH' "$OUT/best-stdout" | sed "s/^BENCH /BENCH label=$label round=$round /" >>"$RAW"
+  echo "BENCH label=$label round=$round what=machine others_cores=$best_others attempts=$((attempt + 1)) kept=$((best + 1))" >>"$RAW"
+  printf '  %-22s others %s cores  %s\n' "$label" "$best_others" "$(grep '^BENCH' "$OUT/best-stdout" | tail -n 1 | cut -c7-120)" >&2
+  rm -f "$OUT/best-stdout"
 }
 
 OURS="$REL/authorizer"
@@ -113,7 +156,7 @@ python3 "$SEED/report.py" \
   --raw "$RAW" --times "$OUT/times" --prices docs/bench/prices.toml --mode "$MODE" \
   --date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   --commit "$(git rev-parse --short HEAD)$([ -z "$(git status --porcelain -- . ':!docs/bench/node-seed.*')" ] || echo '+uncommitted changes')" \
-  --machine "$(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)" \
+  --machine "$(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg); measured on CPU $BENCH_CPU only" \
   --node "$("$NODE" --version)" --rustc "$(rustc --version | cut -d' ' -f2)" \
   --versions "$(cd "$SEED" && "$NODE" -p 'const l=require("./package-lock.json").packages; ["jsonwebtoken","jwks-rsa","bcrypt"].map(n=>n+" "+l["node_modules/"+n].version).join(", ")')" \
   --md docs/bench/node-seed.md --toml docs/bench/node-seed.toml
