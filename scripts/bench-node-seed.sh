@@ -9,7 +9,9 @@
 # and machine) and docs/bench/node-seed.toml (per request type: ms per
 # invocation, memory, architecture, for the day-at-70M bill).
 #
-# What runs, in one run, ours and the seed's interleaved in each round:
+# What runs, in one run, ours and the seed's back to back in each round
+# (ours first in odd rounds, the seed's first in even ones), each pinned to
+# one CPU:
 # - the Node handler tests (`node --test`), which must pass first;
 # - authorizer init: process start to the first `invocation/next` (JWKS
 #   fetched from loopback during init), `lambda-bench --init-only`;
@@ -97,7 +99,7 @@ wait_quiet() {
     b0=$(busy_ticks); sleep 1; b1=$(busy_ticks)
     awk -v d=$((b1 - b0)) -v hz="$HZ" -v q="$QUIET_CORES" 'BEGIN{exit !(d/hz < q)}' && return 0
   done
-  echo "  (machine still busy after 30 s; measuring anyway)" >&2
+  echo "  (others still busy after $QUIET_WAIT s; measuring anyway)" >&2
 }
 
 # run LABEL ROUND COMMAND...: keeps the command's BENCH lines and times,
@@ -136,18 +138,42 @@ run() {
 
 OURS="$REL/authorizer"
 THEIRS="$SEED/bootstrap-authorizer.sh"
+LB="$REL/lambda-bench"
+times_of() { echo "$OUT/times/$1-$2.txt"; }
+# pair ROUND NAME OURS_ARGS -- SEED_ARGS: ours then the seed's, the other way
+# round in even rounds, so neither always runs first.
+pair() {
+  local round=$1 name=$2
+  shift 2
+  local ours=() seed=() side=ours
+  for arg in "$@"; do
+    if [ "$arg" = "--" ]; then side=seed; continue; fi
+    if [ "$side" = ours ]; then ours+=("$arg"); else seed+=("$arg"); fi
+  done
+  if ((round % 2)); then
+    run "ours-$name" "$round" "${ours[@]}"
+    run "seed-$name" "$round" "${seed[@]}"
+  else
+    run "seed-$name" "$round" "${seed[@]}"
+    run "ours-$name" "$round" "${ours[@]}"
+  fi
+}
 for round in $(seq 1 "$ROUNDS"); do
   echo "==> round $round of $ROUNDS"
-  run ours-authz-init "$round" "$REL/lambda-bench" --bin "$OURS" --alg RS256 --init-only --runs "$INITS"
-  run seed-authz-init "$round" "$REL/lambda-bench" --bin "$THEIRS" --alg RS256 --init-only --runs "$INITS" "${NODE_ENV_ARGS[@]}"
-  run ours-authz-hot "$round" "$REL/lambda-bench" --times-out "$OUT/times/ours-authz-hot-$round.txt" --bin "$OURS" --alg RS256 --distinct 1 --invocations "$HOT"
-  run seed-authz-hot "$round" "$REL/lambda-bench" --times-out "$OUT/times/seed-authz-hot-$round.txt" --bin "$THEIRS" --alg RS256 --distinct 1 --invocations "$HOT" "${NODE_ENV_ARGS[@]}"
-  run ours-authz-distinct "$round" "$REL/lambda-bench" --times-out "$OUT/times/ours-authz-distinct-$round.txt" --bin "$OURS" --alg RS256 --distinct "$DISTINCT" --invocations "$DISTINCT"
-  run seed-authz-distinct "$round" "$REL/lambda-bench" --times-out "$OUT/times/seed-authz-distinct-$round.txt" --bin "$THEIRS" --alg RS256 --distinct "$DISTINCT" --invocations "$DISTINCT" "${NODE_ENV_ARGS[@]}"
-  run ours-login "$round" "$REL/login-bench" --logins "$LOGINS" --times-out "$OUT/times/ours-login-$round.txt"
-  run seed-login "$round" "$REL/lambda-bench" --times-out "$OUT/times/seed-login-$round.txt" --bin "$SEED/bootstrap-issuer.sh" --event-file "$SEED/fixtures/login-event.json" \
-    --invocations "$LOGINS" "${ISSUER_ENV_ARGS[@]}"
-  run seed-login-init "$round" "$REL/lambda-bench" --bin "$SEED/bootstrap-issuer.sh" --init-only --runs "$INITS" "${ISSUER_ENV_ARGS[@]}"
+  pair "$round" authz-init \
+    "$LB" --bin "$OURS" --alg RS256 --init-only --runs "$INITS" -- \
+    "$LB" --bin "$THEIRS" --alg RS256 --init-only --runs "$INITS" "${NODE_ENV_ARGS[@]}"
+  pair "$round" authz-hot \
+    "$LB" --bin "$OURS" --alg RS256 --distinct 1 --invocations "$HOT" --times-out "$(times_of ours-authz-hot "$round")" -- \
+    "$LB" --bin "$THEIRS" --alg RS256 --distinct 1 --invocations "$HOT" --times-out "$(times_of seed-authz-hot "$round")" "${NODE_ENV_ARGS[@]}"
+  pair "$round" authz-distinct \
+    "$LB" --bin "$OURS" --alg RS256 --distinct "$DISTINCT" --invocations "$DISTINCT" --times-out "$(times_of ours-authz-distinct "$round")" -- \
+    "$LB" --bin "$THEIRS" --alg RS256 --distinct "$DISTINCT" --invocations "$DISTINCT" --times-out "$(times_of seed-authz-distinct "$round")" "${NODE_ENV_ARGS[@]}"
+  pair "$round" login \
+    "$REL/login-bench" --logins "$LOGINS" --times-out "$(times_of ours-login "$round")" -- \
+    "$LB" --bin "$SEED/bootstrap-issuer.sh" --event-file "$SEED/fixtures/login-event.json" --invocations "$LOGINS" \
+    --times-out "$(times_of seed-login "$round")" "${ISSUER_ENV_ARGS[@]}"
+  run seed-login-init "$round" "$LB" --bin "$SEED/bootstrap-issuer.sh" --init-only --runs "$INITS" "${ISSUER_ENV_ARGS[@]}"
 done
 
 MODE=full

@@ -131,7 +131,7 @@ def main():
         f"- date: {a.date}",
         f"- commit: {a.commit}",
         f"- machine: {a.machine}",
-        f"- mode: {a.mode} ({rounds} round{'s' if rounds > 1 else ''}; in each, ours and the seed's run back to back, scenario by scenario)",
+        f"- mode: {a.mode} ({rounds} round{'s' if rounds > 1 else ''}; in each, ours and the seed's back to back, scenario by scenario, ours first in odd rounds; one CPU)",
         f"- Node.js {a.node} ({a.versions}); rustc {a.rustc}; release profile (LTO, codegen-units 1)",
         f"- prices: docs/bench/prices.toml dated {prices['date']}, {prices['region']}, first volume tier",
     ]
@@ -173,7 +173,9 @@ def main():
     w("- **Init**: process start to the first `invocation/next`, JWKS fetched from")
     w("  loopback during init (`lambda-bench --init-only`, median of the runs). For")
     w("  the seed this includes starting Node.js and loading its modules; it is")
-    w("  what Lambda bills as INIT duration since 2025-08.")
+    w("  what Lambda bills as INIT duration since 2025-08. The seed's starts through")
+    w("  a `/bin/sh` bootstrap that execs `node`, as a custom runtime does; Lambda's")
+    w("  managed `nodejs20.x` runtime starts its own way, not measured here.")
     w("- **Login, seed**: `POST /login` API Gateway proxy events through its")
     w("  bootstrap and the Runtime API: JSON parse, the user from an in-memory map")
     w("  (seeded at init with a cost-10 hash), `bcrypt.compare`, an RS256 access")

@@ -53,7 +53,7 @@ function call(method, urlPath, body, timeoutMs) {
 
 function errorBody(err) {
   // The shape Lambda's own Node.js runtime sends; no stack (it may carry data).
-  return { errorType: err?.name === 'Error' ? 'Error' : String(err?.name ?? 'Error'), errorMessage: String(err?.message ?? err) };
+  return { errorType: String(err?.name ?? 'Error'), errorMessage: String(err?.message ?? err) };
 }
 
 const modulePath = process.argv[2];
