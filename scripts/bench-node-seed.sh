@@ -62,8 +62,9 @@ RAW="$OUT/raw.txt"
 : >"$RAW"
 mkdir -p "$OUT/times"
 
-# The seed issuer's settings: an RS256 key and one user whose bcrypt hash
-# (cost 10) is made here, as the seed's database held it.
+# The seed issuer's settings: a throwaway RS256 key made for this run (it
+# signs nothing but bench tokens) and one user whose bcrypt hash (cost 10) is
+# made here, as the seed's database held it.
 KEY=$(openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 2>/dev/null)
 USERS=$(cd "$SEED" && "$NODE" -e '
   const bcrypt = require("bcrypt");
