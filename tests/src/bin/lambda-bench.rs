@@ -1,8 +1,10 @@
 //! Drives a Lambda bootstrap through the Runtime API on loopback, as Lambda
 //! does (a fresh trace id per invocation), and prints figures:
 //! init time (process start to the first `invocation/next`, JWKS fetched from
-//! loopback during init), invocation round trips, and resident memory at
-//! checkpoints.
+//! loopback during init), invocation rates, resident memory at
+//! checkpoints, and the round-trip percentiles of every invocation (from
+//! queueing the event to receiving the function's response: what Lambda
+//! bills as duration, plus the loopback hops).
 //!
 //! ```text
 //! lambda-bench --bin target/release/authorizer --invocations 100000 \
@@ -10,6 +12,7 @@
 //! lambda-bench --bin target/release/authorizer --init-only --runs 20
 //! lambda-bench --bin target/release/issuer-lambda --event-file ev.json --env K=V ... \
 //!     --invocations 1000000 --checkpoints 10000,100000
+//! lambda-bench ... --times-out rt.txt     # also every round trip, in ns, one a line
 //! ```
 //! With `--event-file`, every invocation sends that event (no tokens are
 //! minted) and `--env` adds variables for the bootstrap.
@@ -36,6 +39,7 @@ struct Args {
     runs: usize,
     event_file: Option<String>,
     env: Vec<(String, String)>,
+    times_out: Option<String>,
 }
 
 fn args() -> Args {
@@ -50,6 +54,7 @@ fn args() -> Args {
         runs: 10,
         event_file: None,
         env: Vec::new(),
+        times_out: None,
     };
     let mut f = Flags::from_env();
     while let Some(flag) = f.next_flag() {
@@ -63,6 +68,7 @@ fn args() -> Args {
             "--init-only" => a.init_only = true,
             "--runs" => a.runs = f.parse(&flag),
             "--event-file" => a.event_file = Some(f.value(&flag)),
+            "--times-out" => a.times_out = Some(f.value(&flag)),
             "--env" => {
                 let kv = f.value(&flag);
                 let (k, v) = kv.split_once('=').expect("--env K=V");
@@ -158,14 +164,17 @@ async fn main() {
     let started = Instant::now();
     let mut window = Instant::now();
     let mut last = 0u64;
+    let mut round_trips_ns: Vec<u64> = Vec::with_capacity(usize::try_from(a.invocations).unwrap_or(0));
     for &cp in &a.checkpoints {
         while done < cp {
             let ev = events[(done as usize) % events.len()].clone();
+            let t0 = Instant::now();
             let outcome = if a.same_trace {
                 rt.invoke_with_trace(ev, "Root=1-00000000-000000000000000000000000;Sampled=0".into()).await
             } else {
                 rt.invoke(ev).await
             };
+            round_trips_ns.push(u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX));
             assert!(matches!(outcome, Outcome::Response(_)), "invocation {done}: {outcome:?}");
             done += 1;
         }
@@ -182,6 +191,25 @@ async fn main() {
         last = done;
         window = Instant::now();
     }
+    if let Some(path) = &a.times_out {
+        let lines: String = round_trips_ns.iter().map(|ns| format!("{ns}\n")).collect();
+        std::fs::write(path, lines).unwrap();
+    }
+    round_trips_ns.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((round_trips_ns.len() as f64 * p).ceil() as usize).clamp(1, round_trips_ns.len()) - 1;
+        round_trips_ns[i] as f64 / 1000.0
+    };
+    let mean = round_trips_ns.iter().sum::<u64>() as f64 / round_trips_ns.len() as f64 / 1000.0;
+    println!(
+        "BENCH what=round_trip bin={} invocations={done} distinct_events={} mean_us={mean:.1} p50_us={:.1} p90_us={:.1} p99_us={:.1} max_us={:.1}",
+        a.bin,
+        events.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        pct(1.0)
+    );
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
     let _ = child.kill();
     let _ = child.wait();
