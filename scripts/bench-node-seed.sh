@@ -23,6 +23,7 @@
 #   the embedded store (`login-bench`; no Runtime API hop, no DynamoDB).
 #
 # Usage: scripts/bench-node-seed.sh [--quick]     (quick: one short round, under 3 minutes once built)
+#        NODE_SEED_MD, NODE_SEED_TOML: other output paths (scripts/figures.sh --quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -186,6 +187,6 @@ python3 "$SEED/report.py" \
   --machine "$(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg); measured on CPU $BENCH_CPU only" \
   --node "$("$NODE" --version)" --rustc "$(rustc --version | cut -d' ' -f2)" \
   --versions "$(cd "$SEED" && "$NODE" -p 'const l=require("./package-lock.json").packages; ["jsonwebtoken","jwks-rsa","bcrypt"].map(n=>n+" "+l["node_modules/"+n].version).join(", ")')" \
-  --md docs/bench/node-seed.md --toml docs/bench/node-seed.toml
+  --md "${NODE_SEED_MD:-docs/bench/node-seed.md}" --toml "${NODE_SEED_TOML:-docs/bench/node-seed.toml}"
 cp "$RAW" "${CARGO_TARGET_DIR:-$ROOT/target}/node-seed-raw.txt" 2>/dev/null || true
-echo "==> wrote docs/bench/node-seed.md and docs/bench/node-seed.toml"
+echo "==> wrote ${NODE_SEED_MD:-docs/bench/node-seed.md} and ${NODE_SEED_TOML:-docs/bench/node-seed.toml}"

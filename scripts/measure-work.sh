@@ -14,6 +14,7 @@
 #        VENV               the Python venv with moto (default: target/test-venv
 #                           of this checkout, else /work/main/target/test-venv)
 #        REPS               repetitions (overrides --quick)
+#        WORK_TOML, WORK_MD other output paths (scripts/figures.sh --quick)
 #        CARGO_TARGET_DIR   as for cargo
 set -euo pipefail
 
@@ -74,6 +75,6 @@ machine="$(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | c
 
 say "measuring ($REPS repetitions per request type)"
 "$TARGET/release/auth-work" --reps "$REPS" \
-  --toml docs/bench/work.toml --md docs/bench/work.md \
+  --toml "${WORK_TOML:-docs/bench/work.toml}" --md "${WORK_MD:-docs/bench/work.md}" \
   --date "$date_utc" --commit "$commit" --machine "$machine" >/dev/null
-say "wrote docs/bench/work.toml and docs/bench/work.md"
+say "wrote ${WORK_TOML:-docs/bench/work.toml} and ${WORK_MD:-docs/bench/work.md}"
