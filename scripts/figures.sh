@@ -134,11 +134,19 @@ step_authorizer() {
     echo "bootstrap through a loopback Lambda Runtime API (a fresh trace id per invocation, as"
     echo "Lambda sends): what Lambda bills is this round trip, not the handler alone. Beside it, the"
     echo "handler alone (criterion, \`cargo bench -p authorizer --bench handler\`), in the same run."
+    echo "Driver and function pinned to one CPU (\`taskset\`); round trips include two loopback hops."
     echo
     echo '```'
-    "$lb" --bin "$bin" --init-only --runs "$runs" 2>/dev/null | grep '^BENCH' || return 1
-    "$lb" --bin "$bin" --invocations "$inv" --checkpoints "$inv" --distinct "$distinct" 2>/dev/null | grep '^BENCH' || return 1
-    "$lb" --bin "$bin" --invocations "$inv" --checkpoints "$inv" --distinct 1 2>/dev/null | grep '^BENCH' || return 1
+    # Driver and function on one CPU (as scripts/bench-node-seed.sh does):
+    # across this VM's idle vCPUs every hop pays a wake-up, which multiplied
+    # a 28 µs round trip several times over.
+    local pin=()
+    command -v taskset >/dev/null && pin=(taskset -c "$(($(nproc) - 1))")
+    "${pin[@]}" "$lb" --bin "$bin" --init-only --runs "$runs" 2>/dev/null | grep '^BENCH' || return 1
+    "${pin[@]}" "$lb" --bin "$bin" --invocations "$inv" --checkpoints "$inv" --distinct "$distinct" 2>/dev/null |
+      grep '^BENCH' || return 1
+    "${pin[@]}" "$lb" --bin "$bin" --invocations "$inv" --checkpoints "$inv" --distinct 1 2>/dev/null |
+      grep '^BENCH' || return 1
     echo '```'
     echo
     echo '```'
