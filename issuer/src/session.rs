@@ -462,9 +462,10 @@ impl<S: Store> Sessions<S> {
     }
 
     /// Starts a password reset for `email`, asked from client address
-    /// `addr`, answering alike whether or not the address has an account:
-    /// an account's address gets a reset link (replacing any earlier one),
-    /// any other address a notice that it has no account.
+    /// `addr`, answering alike whether or not the address has an account,
+    /// with the same store work: an account's address gets a reset link
+    /// (replacing any earlier one), any other address a notice that it has
+    /// no account (and a reset token is stored for a random id no user has).
     ///
     /// # Errors
     /// [`SessionError::TooManyRequests`], [`SessionError::Mail`] (the reset
@@ -475,6 +476,16 @@ impl<S: Store> Sessions<S> {
         let counters = self.attempt_keys.recovery_counters(&recovery.limits, &addr, Some(email));
         self.take_recovery(&counters, &RECOVERY_LABELS, "forgot_password", now).await?;
         let Some(user) = self.store.find_user_by_email(email).await? else {
+            // The same store work as for an account: a reset token for an
+            // id no user has (it can never be used, and expires), so the
+            // answer's timing does not tell whether the address has one.
+            let decoy = ResetToken {
+                user_id: random_id()?,
+                token_hash: hash_refresh_token(&new_refresh_token()?),
+                created_at: now,
+                expires_at: now.saturating_add(recovery.reset_ttl_secs),
+            };
+            self.store.put_reset(&decoy).await?;
             self.send(MessageKind::ResetUnknownAddress, email, None).await?;
             info!(target: "audit", event = "password_reset_requested", known = false, "password reset requested");
             return Ok(());
