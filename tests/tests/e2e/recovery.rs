@@ -7,29 +7,16 @@
 //!   refused (refresh, sidecar, front door), the new password works;
 //! - a password change keeps only the session it returns.
 
-use std::time::Duration;
-
 use e2e_tests::{DevStack, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::revocation::{WITHIN, client, start_tagged};
+
 const PW: &str = "correct horse battery";
 const NEW_PW: &str = "purple elephant umbrella";
-/// The front door's cache TTL here (see `revocation.rs`).
-const GATEWAY_TTL_SECS: u64 = 2;
-/// Failure guard for "refused within the bound", never what is asserted.
-const WITHIN: Duration = Duration::from_secs(30 + GATEWAY_TTL_SECS);
-
 fn start(name: &str) -> (DevStack, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("e2e-recovery-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ttl = GATEWAY_TTL_SECS.to_string();
-    (DevStack::start(&dir, &["--authorizer-ttl-secs", &ttl]), dir)
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    start_tagged(&format!("recovery-{name}"))
 }
 
 /// POSTs JSON to an issuer route through the front door: (status, body).

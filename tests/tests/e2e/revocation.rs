@@ -12,20 +12,26 @@ use serde_json::{Value, json};
 /// The front door's cache TTL here: short, so the test also shows a cached
 /// Allow giving way once it ages out (revocation at the gateway is bounded
 /// by this TTL plus the feed's lag).
-const GATEWAY_TTL_SECS: u64 = 2;
+pub(crate) const GATEWAY_TTL_SECS: u64 = 2;
 /// Failure guard for "revoked within the bound": the default lag bound
 /// (30 s) plus the TTL. Never what a test asserts.
-const WITHIN: Duration = Duration::from_secs(30 + GATEWAY_TTL_SECS);
+pub(crate) const WITHIN: Duration = Duration::from_secs(30 + GATEWAY_TTL_SECS);
 
-fn start(name: &str) -> (DevStack, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("e2e-revocation-{name}-{}", std::process::id()));
+/// The dev stack in a fresh data directory `e2e-<tag>-<pid>`, with the
+/// front door's short cache TTL (also used by `recovery.rs`).
+pub(crate) fn start_tagged(tag: &str) -> (DevStack, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("e2e-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let ttl = GATEWAY_TTL_SECS.to_string();
     (DevStack::start(&dir, &["--authorizer-ttl-secs", &ttl]), dir)
 }
 
-fn client() -> reqwest::Client {
+fn start(name: &str) -> (DevStack, std::path::PathBuf) {
+    start_tagged(&format!("revocation-{name}"))
+}
+
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
